@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Snakemake runs this inside the new conda env, from the working directory (the repo root).
+# Dependencies come from optim_theory.yaml, so pip only links this checkout's code.
+set -euo pipefail
+python -m pip install --no-deps -e packages/fulcrum_core -e packages/optim_theory

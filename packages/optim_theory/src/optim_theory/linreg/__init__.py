@@ -1,0 +1,1 @@
+"""Linear-regression theory: spectra, exact SGD risk recursions, classical risk bounds."""

@@ -1,0 +1,14 @@
+import sys
+from pathlib import Path
+
+from fulcrum_core.cli import main
+
+EXPERIMENTS = ()  # filled as the package's experiments land
+
+
+def cli() -> int:
+    return main("seesaw_train", EXPERIMENTS, source=Path(__file__).parent)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

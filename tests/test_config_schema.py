@@ -1,0 +1,40 @@
+"""The workflow schema and the packages' config dataclasses describe the same keys."""
+
+import dataclasses
+
+import pytest
+import yaml
+from wfhelpers import REPO
+
+from optim_theory.experiments import EXPERIMENTS as OPTIM_THEORY
+
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def schema_keys(node):
+    if "$ref" in node:
+        node = SCHEMA["$defs"][node["$ref"].split("/")[-1]]
+    return {
+        k: schema_keys(v) if "$ref" in v or v.get("type") == "object" else None for k, v in node["properties"].items()
+    }
+
+
+def dataclass_keys(cls):
+    return {
+        f.name: dataclass_keys(f.default_factory) if dataclasses.is_dataclass(f.default_factory) else None
+        for f in dataclasses.fields(cls)
+    }
+
+
+@pytest.mark.parametrize("exp", OPTIM_THEORY, ids=lambda e: e.name)
+def test_schema_matches_dataclass(exp):
+    experiments = SCHEMA["properties"]["experiments"]["properties"]
+    assert exp.name in experiments, f"config.schema.yaml has no entry for {exp.name}"
+    assert schema_keys(experiments[exp.name]) == dataclass_keys(exp.config_cls)
+
+
+@pytest.mark.parametrize("scale", ["ci", "local", "paper"])
+def test_every_scale_file_names_only_known_experiments(scale):
+    data = yaml.safe_load((REPO / "config" / "scale" / f"{scale}.yaml").read_text())
+    experiments = SCHEMA["properties"]["experiments"]["properties"]
+    assert set(data) <= set(experiments)
