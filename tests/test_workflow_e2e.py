@@ -28,7 +28,7 @@ def test_figure_data_summary_and_provenance(workdir):
         assert (d / f"figure.{ext}").stat().st_size > 10_000
     prov = json.loads((d / "provenance.json").read_text())
     # the resolved config is the ci scale file merged over config/config.yaml
-    assert prov["config"]["dim"] == 400 and prov["config"]["source_exponent"] == 2.5
+    assert prov["config"]["dim"] == 800 and prov["config"]["source_exponent"] == 2.5
     assert prov["config"]["mc"]["runs"] == 4000
     assert prov["git"]["commit"] is None or len(prov["git"]["commit"]) == 40
     summary = json.loads((d / "summary.json").read_text())

@@ -1,13 +1,12 @@
 """The sgd_bias_variance experiment end to end through the package CLI (no Snakemake)."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from fulcrum_core.claims import rejudge
+from fulcrum_core.testing import check_cli_contract, run_cli
 
 TINY = {
     "dim": 300,
@@ -20,7 +19,7 @@ TINY = {
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "optim_theory", *args], capture_output=True, text=True)
+    return run_cli("optim_theory", *args)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +84,7 @@ def test_plot_without_data_fails_clearly(tmp_path):
     proc = cli("plot", "sgd_bias_variance", "--data", str(tmp_path), "--out", str(tmp_path / "f"))
     assert proc.returncode == 2
     assert "curves.csv" in proc.stderr
+
+
+def test_cli_lists_the_experiments():
+    check_cli_contract("optim_theory", experiments={"sgd_bias_variance"})

@@ -38,7 +38,7 @@ LEDGER_COLUMNS = (
     "predicted",
     "measured",
     "tolerance",
-    "comparison",
+    "accept_if",
     "verdict",
     "note",
 )
@@ -146,7 +146,7 @@ def ledger_rows(summary_paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                     "predicted": rec["predicted"],
                     "measured": rec["measured"],
                     "tolerance": rec["tolerance"],
-                    "comparison": _comparison_text(rec),
+                    "accept_if": _comparison_text(rec),
                     "verdict": verdict,
                     "note": rec.get("untestable_reason") or "",
                 }
@@ -177,25 +177,36 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         "",
     ]
     for paper in sorted({r["paper"] for r in rows}):
-        lines += [f"## {paper}", "", "| experiment | claim | predicted | measured | tolerance | verdict |"]
+        lines += [f"## {paper}", "", "| experiment | claim | predicted p | measured m | accepted if | verdict |"]
         lines.append("|---|---|---|---|---|---|")
         for r in rows:
             if r["paper"] != paper:
                 continue
-            claim = r["claim"].replace("|", "\\|")
-            if r["note"]:
-                claim += f" ({r['note']})"
-            lines.append(
-                f"| {r['package']}/{r['experiment']} | {claim} | {_fmt(r['predicted'])} | "
-                f"{_fmt(r['measured'])} | {r['comparison']} {_fmt(r['tolerance'])} | {r['verdict']} |"
-            )
+            claim = r["claim"] + (f" ({r['note']})" if r["note"] else "")
+            cells = [
+                f"{r['package']}/{r['experiment']}",
+                claim,
+                _fmt(r["predicted"]),
+                _fmt(r["measured"]),
+                r["accept_if"],
+                r["verdict"],
+            ]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def _comparison_text(rec: Mapping[str, Any]) -> str:
-    text = {"within": "±", "at_most": "≤ +", "at_least": "≥ −"}[rec.get("comparison", "within")]
-    return text + ("rel" if rec.get("relative") else "")
+    """The acceptance rule in words, e.g. ``|m − p| ≤ 0.05`` or ``m ≤ 2``."""
+    tol, pred = float(rec["tolerance"]), float(rec["predicted"])
+    comparison = rec.get("comparison", "within")
+    if comparison == "within":
+        return f"|m/p − 1| ≤ {tol:.3g}" if rec.get("relative") else f"|m − p| ≤ {tol:.3g}"
+    if rec.get("relative"):
+        tol *= abs(pred)
+    if comparison == "at_most":
+        return f"m ≤ {pred + tol:.4g}"
+    return f"m ≥ {pred - tol:.4g}"
 
 
 def _fmt(value: Any) -> str:
