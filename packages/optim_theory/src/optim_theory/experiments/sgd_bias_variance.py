@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fulcrum_core import Claim, ConfigError, RunResult
+from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 
 from ..linreg import bounds, exact, spectra
 from ..montecarlo import simulate_sgd
@@ -368,3 +368,13 @@ def plot(data: Path, out_prefix: Path) -> None:
 
 def _cfg(data: Path) -> dict:
     return json.loads((data / "provenance.json").read_text())["config"]
+
+
+EXPERIMENT = Experiment(
+    name="sgd_bias_variance",
+    description="2506.15535: exact bias/variance of constant-stepsize SGD vs N, last iterate and tail average",
+    config_cls=Config,
+    run=run,
+    plot=plot,
+    outputs=OUTPUTS,
+)
