@@ -11,12 +11,14 @@ from optim_theory.experiments import EXPERIMENTS as OPTIM_THEORY
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
+def resolve(node):
+    return SCHEMA["$defs"][node["$ref"].split("/")[-1]] if "$ref" in node else node
+
+
 def schema_keys(node):
-    if "$ref" in node:
-        node = SCHEMA["$defs"][node["$ref"].split("/")[-1]]
-    return {
-        k: schema_keys(v) if "$ref" in v or v.get("type") == "object" else None for k, v in node["properties"].items()
-    }
+    """Nested key sets of an object schema (None for leaves)."""
+    node = resolve(node)
+    return {k: schema_keys(v) if resolve(v).get("type") == "object" else None for k, v in node["properties"].items()}
 
 
 def dataclass_keys(cls):

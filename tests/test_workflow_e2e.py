@@ -13,11 +13,9 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 EXP = "results/optim_theory/sgd_bias_variance"
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("wf")
-    snakemake("--cores", "2", "--directory", str(wd), "fig_sgd_bias_variance", "claims", "--config", "scale=ci")
-    return wd
+@pytest.fixture
+def workdir(ci_workdir):
+    return ci_workdir
 
 
 def test_figure_data_summary_and_provenance(workdir):
@@ -50,15 +48,14 @@ def test_ledger_rows_match_the_summary(workdir):
 
 
 def test_rerun_is_a_no_op_and_report_renders(workdir):
-    proc = snakemake("-n", "--directory", str(workdir), "fig_sgd_bias_variance", "claims", "--config", "scale=ci")
+    proc = snakemake("-n", "--directory", str(workdir), "all", "--config", "scale=ci")
     assert planned_jobs(proc.stdout + proc.stderr) == {}
     snakemake(
         "--directory",
         str(workdir),
         "--report",
         "results/report.html",
-        "fig_sgd_bias_variance",
-        "claims",
+        "all",
         "--config",
         "scale=ci",
     )

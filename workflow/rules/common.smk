@@ -29,7 +29,10 @@ SUMMARIES = []
 LEDGER = ["results/claims.md", "results/claims.csv"]
 
 # Thread caps for the numerical libraries, so --cores bounds the real CPU use.
-THREADS_ENV = "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
+THREADS_ENV = (
+    "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
+    "NUMBA_NUM_THREADS={threads} "
+)
 
 
 def _merge(base, override):

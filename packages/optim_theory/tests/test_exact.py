@@ -138,3 +138,68 @@ def test_spectra():
     np.testing.assert_allclose(lam * m0, np.arange(1, 5) ** -3.0)
     with pytest.raises(ValueError, match="dim"):
         spectra.power_law(0, 2.0)
+
+
+def _random_problem(d=40, K=3, T=120, seed=0):
+    rng = np.random.default_rng(seed)
+    lam = np.sort(rng.uniform(0.01, 1.0, d))[::-1]
+    m0 = rng.uniform(0, 2, (K, d))
+    lrs = rng.uniform(0.05, 0.4, (K, T)) / lam.sum() * 3
+    batches = rng.integers(1, 5, (K, T))
+    return lam, m0, lrs, batches
+
+
+@pytest.mark.parametrize("normalised", [False, True])
+def test_fused_kernel_matches_numpy_reference(normalised):
+    lam, m0, lrs, batches = _random_problem()
+    noise = np.array([0.0, 0.5, 2.0])
+    args = exact._prepare(lam, m0, noise, lrs, batches)[:5]
+    fast = exact._run(*args, 50, lrs.shape[1], normalised=normalised)
+    ref = exact._run(*args, 50, lrs.shape[1], normalised=normalised, reference=True)
+    for a, b in zip(fast, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11)
+
+
+def test_nsgd_normaliser_and_risk_inside_monte_carlo_intervals():
+    """NSGD = SGD with stepsize η/sqrt(E‖g‖²): check E‖g‖² and the risk against simulation."""
+    lam = spectra.power_law(6, 1.5)
+    m0 = spectra.source_prior(lam, 2.0)
+    noise, B = 0.5, 2
+    lrs = np.r_[np.full(30, 0.4), np.full(30, 0.2)]
+    taken = exact.nsgd_effective_lrs(lam, m0, noise, lrs, B)
+    risk = exact.nsgd_excess_risk(lam, m0, noise, lrs, B)
+    record = np.array([0, 10, 30, 45])
+    sim = simulate_sgd(lam, m0, noise, taken, B, runs=20000, seed=3, record_steps=np.r_[record, 60])
+    # E‖g_t‖² from the formula equals (η_t / taken_t)²
+    g2_exact = (lrs[record] / taken[record]) ** 2
+    lo, hi = sim.interval(sim.grad_sq[:, : record.size], simultaneous=record.size)
+    assert np.all((lo <= g2_exact) & (g2_exact <= hi)), (lo, g2_exact, hi)
+    lo, hi = sim.interval(sim.last[:, 1:], simultaneous=record.size)
+    exact_risk = risk[np.r_[record[1:], 60]]
+    assert np.all((lo <= exact_risk) & (exact_risk <= hi)), (lo, exact_risk, hi)
+
+
+def test_nsgd_is_scale_free_in_the_stepsize_normaliser():
+    # Doubling σ² and m0 doubles E‖g‖², so NSGD with η·√2 takes the same steps relative to the
+    # problem: risks scale exactly by 2.
+    lam = spectra.power_law(30, 2.0)
+    m0 = np.ones(30)
+    lrs = np.full(80, 0.3)
+    a = exact.nsgd_excess_risk(lam, m0, 0.7, lrs, 3)
+    b = exact.nsgd_excess_risk(lam, 2 * m0, 1.4, np.sqrt(2) * lrs, 3)
+    np.testing.assert_allclose(b, 2 * a, rtol=1e-12)
+
+
+def test_batch_ramp_schedule_inside_monte_carlo_intervals():
+    lam = spectra.power_law(5, 1.5)
+    m0 = spectra.source_prior(lam, 2.0)
+    lrs = np.r_[np.full(20, 0.3), np.full(20, 0.3 / np.sqrt(2)), np.full(20, 0.15)]
+    batches = np.r_[np.full(20, 1), np.full(20, 2), np.full(20, 4)]
+    record = np.array([10, 20, 40, 60])
+    sim = simulate_sgd(lam, m0, 0.5, lrs, batches, runs=20000, seed=11, record_steps=record, tail_start=40)
+    exact_curve = exact.sgd_excess_risk(lam, m0, 0.5, lrs, batches)[record]
+    lo, hi = sim.interval(sim.last, simultaneous=record.size + 1)
+    assert np.all((lo <= exact_curve) & (exact_curve <= hi)), (lo, exact_curve, hi)
+    tail = exact.sgd_tail_average_risk(lam, m0, 0.5, lrs, batches, start=40)
+    tlo, thi = sim.interval(sim.tail[:, None], simultaneous=record.size + 1)
+    assert tlo[0] <= tail <= thi[0]

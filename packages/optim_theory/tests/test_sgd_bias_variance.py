@@ -7,6 +7,7 @@ import pytest
 
 from fulcrum_core.claims import rejudge
 from fulcrum_core.testing import check_cli_contract, run_cli
+from optim_theory.experiments import EXPERIMENTS
 
 TINY = {
     "dim": 300,
@@ -87,4 +88,4 @@ def test_plot_without_data_fails_clearly(tmp_path):
 
 
 def test_cli_lists_the_experiments():
-    check_cli_contract("optim_theory", experiments={"sgd_bias_variance"})
+    check_cli_contract("optim_theory", experiments={e.name for e in EXPERIMENTS})

@@ -17,10 +17,12 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class MCResult:
-    """Per-run risks: ``last`` is (runs, len(record_steps)); ``tail`` is (runs,) or None."""
+    """Per-run values at ``record_steps``: ``last`` risks (runs, n_rec); ``grad_sq`` ‖g_t‖² of the
+    minibatch gradient taken at step t (NaN at t = T, where no step is taken); ``tail`` (runs,)."""
 
     record_steps: np.ndarray
     last: np.ndarray
+    grad_sq: np.ndarray
     tail: np.ndarray | None
 
     def interval(self, values: np.ndarray, level: float = 0.95, simultaneous: int = 1):
@@ -65,6 +67,7 @@ def simulate_sgd(
     sigma = np.sqrt(noise_var)
     e0 = np.sqrt(np.asarray(m0, dtype=float))
     last = np.empty((runs, steps.size))
+    grad_sq = np.full((runs, steps.size), np.nan)
     tail = np.empty(runs) if tail_start is not None else None
     record_at = {int(t): j for j, t in enumerate(steps)}
     for lo in range(0, runs, chunk):
@@ -77,7 +80,11 @@ def simulate_sgd(
             B = int(batch[t])
             x = rng.standard_normal((r, B, lam.size)) * sqrt_lam
             resid = np.einsum("rbd,rd->rb", x, e) - sigma * rng.standard_normal((r, B))
-            e -= (eta[t] / B) * np.einsum("rbd,rb->rd", x, resid)
+            g = np.einsum("rbd,rb->rd", x, resid) / B
+            j = record_at.get(t)
+            if j is not None:
+                grad_sq[lo : lo + r, j] = (g * g).sum(axis=1)
+            e -= eta[t] * g
             if acc is not None and t + 1 > tail_start:
                 acc += e
             j = record_at.get(t + 1)
@@ -86,4 +93,4 @@ def simulate_sgd(
         if acc is not None:
             mean_e = acc / (T - tail_start)
             tail[lo : lo + r] = (mean_e * mean_e) @ lam
-    return MCResult(record_steps=steps, last=last, tail=tail)
+    return MCResult(record_steps=steps, last=last, grad_sq=grad_sq, tail=tail)

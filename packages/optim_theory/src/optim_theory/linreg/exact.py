@@ -27,8 +27,21 @@ obey the forward recursion
     c_i(t) = (1 − η_{t−1} λ_i) c_i(t−1) + m_i(t),
     P_i(t) = P_i(t−1) + 2 (1 − η_{t−1} λ_i) c_i(t−1) + m_i(t),
 
-started at c_i(s+1) = P_i(s+1) = m_i(s+1), and E‖w̄ − w*‖²_H = Σ_i λ_i P_i(T) / n². Cost: O(d)
-per step, no storage of the trajectory.
+started at c_i(s+1) = P_i(s+1) = m_i(s+1), and E‖w̄ − w*‖²_H = Σ_i λ_i P_i(T) / n². Only the
+scalar Σ_i λ_i P_i is needed, so P is accumulated as Σ_t (2 Σ_i λ_i (1 − η_{t−1}λ_i) c_i(t−1) + R_t)
+and the state per schedule is just (m, c). Cost: O(d) per step, no storage of the trajectory.
+
+Normalised SGD (NSGD): w ← w − η g / sqrt(E‖g‖²), the expectation taken over the minibatch and
+the iterate's distribution, so the normaliser is a deterministic function of m:
+
+    E‖g‖² = Σ_i m_i (λ_i² (1 + 1/B) + λ_i tr(H)/B) + σ² tr(H)/B,
+
+(from E[Ĥ²] = H² + (H² + tr(H) H)/B), and NSGD is SGD with the stepsize η_t / sqrt(E‖g_t‖²).
+
+Implementation: a fused numba kernel makes one pass over (m, c) per step and per schedule,
+accumulating the next step's Σλm (and Σλ²m for NSGD) on the way; schedules run in parallel
+threads, each keeping its own state in cache. ``_reference`` is the plain numpy version of the
+same recursion, used by the tests as an independent implementation.
 
 Shapes: ``lrs`` is (T,) for one schedule or (K, T) for K schedules computed together; ``m0`` is
 (d,) or (K, d); ``noise_var`` a scalar or (K,); ``batch_sizes`` an int, (T,) or (K, T).
@@ -39,6 +52,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "nsgd_excess_risk",
+    "nsgd_tail_average_risk",
     "sgd_bias_variance",
     "sgd_excess_risk",
     "sgd_stationary_risk",
@@ -54,6 +69,20 @@ def sgd_excess_risk(eigs, m0, noise_var, lrs, batch_sizes=1) -> np.ndarray:
     return risks[0] if squeeze else risks
 
 
+def nsgd_excess_risk(eigs, m0, noise_var, lrs, batch_sizes=1) -> np.ndarray:
+    """Like :func:`sgd_excess_risk` for normalised SGD w ← w − η g / sqrt(E‖g‖²)."""
+    lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
+    risks = _run(lam, m, noise, eta, batch, 0, None, normalised=True)[0]
+    return risks[0] if squeeze else risks
+
+
+def nsgd_effective_lrs(eigs, m0, noise_var, lrs, batch_sizes=1) -> np.ndarray:
+    """The stepsizes η_t / sqrt(E‖g_t‖²) that NSGD actually takes, shaped like ``lrs``."""
+    lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
+    effective = _run(lam, m, noise, eta, batch, 0, None, normalised=True)[2]
+    return effective[0] if squeeze else effective
+
+
 def sgd_bias_variance(eigs, m0, noise_var, lrs, batch_sizes=1) -> tuple[np.ndarray, np.ndarray]:
     """(bias, variance) risk curves, each shaped like :func:`sgd_excess_risk`'s output.
 
@@ -67,13 +96,12 @@ def sgd_tail_average_risk(eigs, m0, noise_var, lrs, batch_sizes=1, start=None):
 
     Returns a float for 1-D ``lrs`` and a (K,) array for 2-D ``lrs``.
     """
-    lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
-    T = eta.shape[1]
-    s = T // 2 if start is None else int(start)
-    if not 0 <= s < T:
-        raise ValueError(f"start must satisfy 0 <= start < T={T}, got {start}")
-    tail = _run(lam, m, noise, eta, batch, s, T)[1]
-    return float(tail[0]) if squeeze else tail
+    return _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised=False)
+
+
+def nsgd_tail_average_risk(eigs, m0, noise_var, lrs, batch_sizes=1, start=None):
+    """Tail-average risk of normalised SGD, as :func:`sgd_tail_average_risk`."""
+    return _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised=True)
 
 
 def sgd_tail_average_bias_variance(eigs, m0, noise_var, lrs, batch_sizes=1, start=None):
@@ -171,32 +199,151 @@ def _prepare(eigs, m0, noise_var, lrs, batch_sizes):
     return lam, m, noise, eta, batch, squeeze
 
 
-def _run(lam, m, noise, eta, batch, tail_start, tail_end):
-    """Second-moment recursion; risks (K, T+1) and, if ``tail_end``, the tail-average risk (K,)."""
+def _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised):
+    lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
+    T = eta.shape[1]
+    s = T // 2 if start is None else int(start)
+    if not 0 <= s < T:
+        raise ValueError(f"start must satisfy 0 <= start < T={T}, got {start}")
+    tail = _run(lam, m, noise, eta, batch, s, T, normalised=normalised)[1]
+    return float(tail[0]) if squeeze else tail
+
+
+def _run(lam, m, noise, eta, batch, tail_start, tail_end, normalised=False, reference=False):
+    """Risks (K, T+1), tail-average risk (K,) or None, and the stepsizes taken (K, T)."""
     K, T = eta.shape
+    if tail_end is not None and tail_end != T:
+        raise ValueError("the tail average ends at the last step")
+    impl = _reference if (reference or _kernel is None) else _kernel
     risks = np.empty((K, T + 1))
-    risks[:, 0] = m @ lam
-    lam2 = lam * lam
-    c = P = None
+    tail = np.zeros(K)
+    taken = np.empty((K, T))
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
-        for t in range(T):
-            et = eta[:, t : t + 1]
-            inv_b = 1.0 / batch[:, t : t + 1]
-            drive = (et * et * inv_b) * (risks[:, t : t + 1] + noise[:, None])
-            m_next = (1 - 2 * et * lam + et * et * lam2 * (1 + inv_b)) * m + drive * lam
-            if tail_end is not None and t + 1 > tail_start:
-                if c is None:  # first averaged iterate, w_{s+1}
-                    c, P = m_next.copy(), m_next.copy()
+        impl(
+            np.ascontiguousarray(lam),
+            np.ascontiguousarray(m),
+            np.ascontiguousarray(noise),
+            np.ascontiguousarray(eta),
+            np.ascontiguousarray(1.0 / batch),
+            -1 if tail_end is None else int(tail_start),
+            bool(normalised),
+            risks,
+            tail,
+            taken,
+        )
+    bad = ~np.isfinite(risks)
+    if bad.any():
+        step = int(np.argmax(bad.any(axis=0)))
+        raise FloatingPointError(f"SGD risk diverged at step {step}: stepsize too large for the spectrum")
+    return risks, (tail if tail_end is not None else None), taken
+
+
+def _reference(lam, m0, noise, eta, inv_b, tail_start, normalised, risks, tail, taken):
+    """Plain numpy recursion over all schedules at once (the tests' independent implementation)."""
+    K, T = eta.shape
+    m = m0.copy()
+    c = np.zeros_like(m)
+    trace = lam.sum()
+    risks[:, 0] = m @ lam
+    p_sum = np.zeros(K)
+    for t in range(T):
+        ib = inv_b[:, t : t + 1]
+        e = eta[:, t : t + 1]
+        if normalised:
+            weights = lam * lam * (1 + ib) + lam * trace * ib
+            g2 = (m * weights).sum(axis=1, keepdims=True) + noise[:, None] * trace * ib
+            e = e / np.sqrt(g2)
+        taken[:, t] = e[:, 0]
+        m_next = (1 - 2 * e * lam + e * e * lam * lam * (1 + ib)) * m + (e * e * ib) * (
+            risks[:, t : t + 1] + noise[:, None]
+        ) * lam
+        risks[:, t + 1] = m_next @ lam
+        if tail_start >= 0 and t + 1 > tail_start:
+            if t == tail_start:  # first averaged iterate, w_{s+1}
+                c = m_next.copy()
+                p_sum += risks[:, t + 1]
+            else:
+                carried = (1 - e * lam) * c  # (1 − η_{t'−1} λ) c(t'−1) with t' = t + 1
+                p_sum += 2 * (carried @ lam) + risks[:, t + 1]
+                c = carried + m_next
+        m = m_next
+    if tail_start >= 0:
+        tail[:] = p_sum / (T - tail_start) ** 2
+
+
+def _make_kernel():
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        return None
+
+    @numba.njit(parallel=True, fastmath=True, cache=True)
+    def kernel(lam, m0, noise, eta, inv_b, tail_start, normalised, risks, tail, taken):
+        K, d = m0.shape
+        T = eta.shape[1]
+        trace = 0.0
+        for i in range(d):
+            trace += lam[i]
+        for k in numba.prange(K):
+            m = m0[k].copy()
+            c = np.zeros(d)
+            r = 0.0
+            q = 0.0
+            for i in range(d):
+                r += lam[i] * m[i]
+                q += lam[i] * lam[i] * m[i]
+            risks[k, 0] = r
+            p_sum = 0.0
+            for t in range(T):
+                ib = inv_b[k, t]
+                e = eta[k, t]
+                if normalised:
+                    e = e / np.sqrt((1 + ib) * q + trace * ib * (r + noise[k]))
+                taken[k, t] = e
+                lin = 2.0 * e
+                quad = e * e * (1.0 + ib)
+                drive = e * e * ib * (r + noise[k])
+                r_next = 0.0
+                q_next = 0.0
+                if tail_start < 0 or t < tail_start:
+                    for i in range(d):
+                        li = lam[i]
+                        mi = (1.0 - lin * li + quad * li * li) * m[i] + drive * li
+                        m[i] = mi
+                        r_next += li * mi
+                        q_next += li * li * mi
+                elif t == tail_start:
+                    for i in range(d):
+                        li = lam[i]
+                        mi = (1.0 - lin * li + quad * li * li) * m[i] + drive * li
+                        m[i] = mi
+                        c[i] = mi
+                        r_next += li * mi
+                        q_next += li * li * mi
+                    p_sum += r_next
                 else:
-                    carried = (1 - et * lam) * c  # (1 − η_{t'−1} λ) c(t'−1) with t' = t + 1
-                    P = P + 2 * carried + m_next
-                    c = carried + m_next
-            m = m_next
-            risks[:, t + 1] = m @ lam
-            if not np.all(np.isfinite(risks[:, t + 1])):
-                raise FloatingPointError(f"SGD risk diverged at step {t + 1}: stepsize too large for the spectrum")
-    tail = None
-    if tail_end is not None:
-        n = tail_end - tail_start
-        tail = (P @ lam) / n**2
-    return risks, tail
+                    cross = 0.0
+                    for i in range(d):
+                        li = lam[i]
+                        mi = (1.0 - lin * li + quad * li * li) * m[i] + drive * li
+                        carried = (1.0 - e * li) * c[i]
+                        cross += li * carried
+                        c[i] = carried + mi
+                        m[i] = mi
+                        r_next += li * mi
+                        q_next += li * li * mi
+                    p_sum += 2.0 * cross + r_next
+                r = r_next
+                q = q_next
+                risks[k, t + 1] = r
+                if not np.isfinite(r):
+                    for u in range(t + 2, T + 1):
+                        risks[k, u] = np.nan
+                    break
+            if tail_start >= 0:
+                tail[k] = p_sum / (T - tail_start) ** 2
+
+    return kernel
+
+
+_kernel = _make_kernel()
