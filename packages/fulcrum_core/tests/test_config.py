@@ -18,6 +18,7 @@ class Outer:
     name: str = "x"
     flag: bool = False
     limit: int | None = None
+    extra: dict[str, float] = field(default_factory=dict)
     inner: Inner = field(default_factory=Inner)
 
 
@@ -41,6 +42,7 @@ def test_builds_nested_config_with_defaults_and_coercion():
         ({"dim": 3, "inner": {"levels": [0.1, "a"]}}, r"exp.inner.levels\[1\]: expected a number"),
         ({"dim": 3, "limit": "many"}, "exp.limit: expected an integer"),
         ({"dim": 3, "inner": 5}, "exp.inner: expected a mapping"),
+        ({"dim": 3, "extra": [1]}, "exp.extra: expected a mapping"),
     ],
 )
 def test_errors_name_the_key(data, message):

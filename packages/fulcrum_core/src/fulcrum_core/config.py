@@ -122,6 +122,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             inner = args[0] if args else Any
             items = [_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, key)
     if tp is Any:
