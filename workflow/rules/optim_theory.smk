@@ -11,6 +11,11 @@ OT_EXPERIMENTS = {
         (5, 15, 120),
         (1000, 2000, 8000),
     ),
+    "multipass_scaling": (
+        ["by_m.csv", "by_n.csv", "by_l.csv", "mc.csv"],
+        (5, 15, 60),
+        (1000, 2000, 4000),
+    ),
 }
 
 for exp, (data_files, minutes, mem) in OT_EXPERIMENTS.items():

@@ -1,6 +1,6 @@
 """One module per figure; each defines ``Config``, ``run(cfg, out)``, ``plot(data, out_prefix)`` and
 ``EXPERIMENT`` (its registry entry)."""
 
-from . import seesaw_linreg, sgd_bias_variance
+from . import multipass_scaling, seesaw_linreg, sgd_bias_variance
 
-EXPERIMENTS = (sgd_bias_variance.EXPERIMENT, seesaw_linreg.EXPERIMENT)
+EXPERIMENTS = (sgd_bias_variance.EXPERIMENT, seesaw_linreg.EXPERIMENT, multipass_scaling.EXPERIMENT)
