@@ -15,6 +15,15 @@ import pytest
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 EXPECTED = {
+    "gd_ridge_sgd": {
+        # theory slopes derived in the module docstring: (b) GD −(b−1)/b, ridge −2a/(2a+1) with a = 1.5,
+        # b = 8; (c) GD floor ∝ n^(2(q−1)), q = 3/4, SGD ∝ σ²/n. The (c) GD slope gets ±0.15: its floor
+        # (ρ/(1+ρ))² bends the curve over n = 64…512 at ci and the spike's norm varies per design.
+        "b_gd_slope": (-0.875, 0.1),
+        "b_ridge_slope": (-0.75, 0.1),
+        "c_gd_slope": (-0.5, 0.15),
+        "c_sgd_slope": (-1.0, 0.1),
+    },
     "sgd_bias_variance": {
         # −(1 − 1/a) with a = 2
         "tail_variance_slope": (-0.5, 0.1),
@@ -34,7 +43,21 @@ EXPECTED = {
 }
 # The multi-pass L-slope is the noisiest number at ci (6 draws, per-draw sd ≈ 0.09): the test
 # checks a sanity band [−0.35, −0.15] around (1 − b)/a = −0.25, the claim's ±0.1 is for local scale.
-BANDS = {"multipass_scaling": {"slope_L_multi_pass": (-0.35, -0.15), "multi_over_one_pass_at_pivot": (0.0, 0.85)}}
+BANDS = {
+    "multipass_scaling": {"slope_L_multi_pass": (-0.35, -0.15), "multi_over_one_pass_at_pivot": (0.0, 0.85)},
+    # 2509.17251: ratios bounded by the commuting-case constant 4; growth slopes of the GD/ridge and
+    # GD/SGD ratios beyond the theory's 0.125 / 0.5 / ≤ 0 within the ci drift tolerance ln 1.25 / ln(n range)
+    "gd_ridge_sgd": {
+        "a_max_ratio_comparable": (0.0, 4.0),
+        "a_max_ratio_tuned": (0.0, 4.0),
+        "d_exp_ratio_max": (0.0, 4.0),
+        "d_power_ratio_max": (0.0, 4.0),
+        "d_exp_ratio_slope": (-10.0, 0.08),
+        "d_power_ratio_slope": (-10.0, 0.08),
+        "b_ratio_slope": (0.045, 10.0),
+        "c_ratio_slope": (0.39, 10.0),
+    },
+}
 AT_LEAST = {
     # α < √β breaks NSGD's equivalence: the ledger's threshold 1.2× the base risk
     "seesaw_linreg": {"final_risk_ratio_NSGD_1_4": 1.2},

@@ -16,6 +16,7 @@ OT_EXPERIMENTS = {
         (5, 15, 60),
         (1000, 2000, 4000),
     ),
+    "gd_ridge_sgd": (["instances.csv", "curves.csv"], (5, 15, 180), (1000, 2000, 4000)),
 }
 
 for exp, (data_files, minutes, mem) in OT_EXPERIMENTS.items():

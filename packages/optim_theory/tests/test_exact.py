@@ -154,8 +154,8 @@ def test_fused_kernel_matches_numpy_reference(normalised):
     lam, m0, lrs, batches = _random_problem()
     noise = np.array([0.0, 0.5, 2.0])
     args = exact._prepare(lam, m0, noise, lrs, batches)[:5]
-    fast = exact._run(*args, 50, lrs.shape[1], normalised=normalised)
-    ref = exact._run(*args, 50, lrs.shape[1], normalised=normalised, reference=True)
+    fast = exact._run(*args, 50, lrs.shape[1], normalised=normalised, mult=np.arange(1, 41) % 3 + 1.0)
+    ref = exact._run(*args, 50, lrs.shape[1], normalised=normalised, reference=True, mult=np.arange(1, 41) % 3 + 1.0)
     for a, b in zip(fast, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11)
 
@@ -203,3 +203,18 @@ def test_batch_ramp_schedule_inside_monte_carlo_intervals():
     tail = exact.sgd_tail_average_risk(lam, m0, 0.5, lrs, batches, start=40)
     tlo, thi = sim.interval(sim.tail[:, None], simultaneous=record.size + 1)
     assert tlo[0] <= tail <= thi[0]
+
+
+@pytest.mark.parametrize("normalised", [False, True])
+def test_multiplicity_equals_the_expanded_spectrum(normalised):
+    lam = np.array([1.0, 0.3, 0.05])
+    mult = np.array([1, 4, 30])
+    m0 = np.array([1.0, 0.5, 2.0])
+    lrs = np.geomspace(0.2, 0.02, 90) / np.sum(mult * lam)
+    expanded = (np.repeat(lam, mult), np.repeat(m0, mult))
+    fns = (exact.nsgd_excess_risk, exact.nsgd_tail_average_risk) if normalised else (
+        exact.sgd_excess_risk, exact.sgd_tail_average_risk)
+    np.testing.assert_allclose(fns[0](lam, m0, 0.4, lrs, 2, multiplicity=mult), fns[0](*expanded, 0.4, lrs, 2),
+                               rtol=1e-12)
+    assert fns[1](lam, m0, 0.4, lrs, 2, 45, multiplicity=mult) == pytest.approx(fns[1](*expanded, 0.4, lrs, 2, 45),
+                                                                               rel=1e-12)

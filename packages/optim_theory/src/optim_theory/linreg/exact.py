@@ -62,17 +62,21 @@ __all__ = [
 ]
 
 
-def sgd_excess_risk(eigs, m0, noise_var, lrs, batch_sizes=1) -> np.ndarray:
-    """E‖w_t − w*‖²_H for t = 0..T: shape (T+1,) for 1-D ``lrs``, (K, T+1) for 2-D ``lrs``."""
+def sgd_excess_risk(eigs, m0, noise_var, lrs, batch_sizes=1, *, multiplicity=None) -> np.ndarray:
+    """E‖w_t − w*‖²_H for t = 0..T: shape (T+1,) for 1-D ``lrs``, (K, T+1) for 2-D ``lrs``.
+
+    ``multiplicity`` (optional, (d,)): eigenvalue i stands for μ_i equal directions with the same
+    m0_i (they stay equal), so huge flat spectra cost O(#distinct eigenvalues) per step.
+    """
     lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
-    risks = _run(lam, m, noise, eta, batch, 0, None)[0]
+    risks = _run(lam, m, noise, eta, batch, 0, None, mult=multiplicity)[0]
     return risks[0] if squeeze else risks
 
 
-def nsgd_excess_risk(eigs, m0, noise_var, lrs, batch_sizes=1) -> np.ndarray:
+def nsgd_excess_risk(eigs, m0, noise_var, lrs, batch_sizes=1, *, multiplicity=None) -> np.ndarray:
     """Like :func:`sgd_excess_risk` for normalised SGD w ← w − η g / sqrt(E‖g‖²)."""
     lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
-    risks = _run(lam, m, noise, eta, batch, 0, None, normalised=True)[0]
+    risks = _run(lam, m, noise, eta, batch, 0, None, normalised=True, mult=multiplicity)[0]
     return risks[0] if squeeze else risks
 
 
@@ -91,17 +95,17 @@ def sgd_bias_variance(eigs, m0, noise_var, lrs, batch_sizes=1) -> tuple[np.ndarr
     return _bias_variance(sgd_excess_risk, eigs, m0, noise_var, lrs, batch_sizes)
 
 
-def sgd_tail_average_risk(eigs, m0, noise_var, lrs, batch_sizes=1, start=None):
+def sgd_tail_average_risk(eigs, m0, noise_var, lrs, batch_sizes=1, start=None, *, multiplicity=None):
     """E‖w̄ − w*‖²_H for w̄ the mean of w_{s+1}, …, w_T (``start`` = s, default ⌊T/2⌋).
 
     Returns a float for 1-D ``lrs`` and a (K,) array for 2-D ``lrs``.
     """
-    return _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised=False)
+    return _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised=False, mult=multiplicity)
 
 
-def nsgd_tail_average_risk(eigs, m0, noise_var, lrs, batch_sizes=1, start=None):
+def nsgd_tail_average_risk(eigs, m0, noise_var, lrs, batch_sizes=1, start=None, *, multiplicity=None):
     """Tail-average risk of normalised SGD, as :func:`sgd_tail_average_risk`."""
-    return _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised=True)
+    return _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised=True, mult=multiplicity)
 
 
 def sgd_tail_average_bias_variance(eigs, m0, noise_var, lrs, batch_sizes=1, start=None):
@@ -199,19 +203,24 @@ def _prepare(eigs, m0, noise_var, lrs, batch_sizes):
     return lam, m, noise, eta, batch, squeeze
 
 
-def _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised):
+def _tail(eigs, m0, noise_var, lrs, batch_sizes, start, normalised, mult=None):
     lam, m, noise, eta, batch, squeeze = _prepare(eigs, m0, noise_var, lrs, batch_sizes)
     T = eta.shape[1]
     s = T // 2 if start is None else int(start)
     if not 0 <= s < T:
         raise ValueError(f"start must satisfy 0 <= start < T={T}, got {start}")
-    tail = _run(lam, m, noise, eta, batch, s, T, normalised=normalised)[1]
+    tail = _run(lam, m, noise, eta, batch, s, T, normalised=normalised, mult=mult)[1]
     return float(tail[0]) if squeeze else tail
 
 
-def _run(lam, m, noise, eta, batch, tail_start, tail_end, normalised=False, reference=False):
+def _run(lam, m, noise, eta, batch, tail_start, tail_end, normalised=False, reference=False, mult=None):
     """Risks (K, T+1), tail-average risk (K,) or None, and the stepsizes taken (K, T)."""
     K, T = eta.shape
+    if mult is None:
+        mult = np.ones_like(lam)
+    mult = np.asarray(mult, dtype=float)
+    if mult.shape != lam.shape or np.any(mult < 0) or not np.all(np.isfinite(mult)):
+        raise ValueError(f"multiplicity must be finite, non-negative, of shape {lam.shape}")
     if tail_end is not None and tail_end != T:
         raise ValueError("the tail average ends at the last step")
     impl = _reference if (reference or _kernel is None) else _kernel
@@ -221,6 +230,7 @@ def _run(lam, m, noise, eta, batch, tail_start, tail_end, normalised=False, refe
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
         impl(
             np.ascontiguousarray(lam),
+            np.ascontiguousarray(mult),
             np.ascontiguousarray(m),
             np.ascontiguousarray(noise),
             np.ascontiguousarray(eta),
@@ -238,33 +248,34 @@ def _run(lam, m, noise, eta, batch, tail_start, tail_end, normalised=False, refe
     return risks, (tail if tail_end is not None else None), taken
 
 
-def _reference(lam, m0, noise, eta, inv_b, tail_start, normalised, risks, tail, taken):
+def _reference(lam, mult, m0, noise, eta, inv_b, tail_start, normalised, risks, tail, taken):
     """Plain numpy recursion over all schedules at once (the tests' independent implementation)."""
     K, T = eta.shape
     m = m0.copy()
     c = np.zeros_like(m)
-    trace = lam.sum()
-    risks[:, 0] = m @ lam
+    w = mult * lam  # weight of coordinate i in Σ_j λ_j m_j
+    trace = w.sum()
+    risks[:, 0] = m @ w
     p_sum = np.zeros(K)
     for t in range(T):
         ib = inv_b[:, t : t + 1]
         e = eta[:, t : t + 1]
         if normalised:
             weights = lam * lam * (1 + ib) + lam * trace * ib
-            g2 = (m * weights).sum(axis=1, keepdims=True) + noise[:, None] * trace * ib
+            g2 = (m * mult * weights).sum(axis=1, keepdims=True) + noise[:, None] * trace * ib
             e = e / np.sqrt(g2)
         taken[:, t] = e[:, 0]
         m_next = (1 - 2 * e * lam + e * e * lam * lam * (1 + ib)) * m + (e * e * ib) * (
             risks[:, t : t + 1] + noise[:, None]
         ) * lam
-        risks[:, t + 1] = m_next @ lam
+        risks[:, t + 1] = m_next @ w
         if tail_start >= 0 and t + 1 > tail_start:
             if t == tail_start:  # first averaged iterate, w_{s+1}
                 c = m_next.copy()
                 p_sum += risks[:, t + 1]
             else:
                 carried = (1 - e * lam) * c  # (1 − η_{t'−1} λ) c(t'−1) with t' = t + 1
-                p_sum += 2 * (carried @ lam) + risks[:, t + 1]
+                p_sum += 2 * (carried @ w) + risks[:, t + 1]
                 c = carried + m_next
         m = m_next
     if tail_start >= 0:
@@ -278,20 +289,22 @@ def _make_kernel():
         return None
 
     @numba.njit(parallel=True, fastmath=True, cache=True)
-    def kernel(lam, m0, noise, eta, inv_b, tail_start, normalised, risks, tail, taken):
+    def kernel(lam, mult, m0, noise, eta, inv_b, tail_start, normalised, risks, tail, taken):
         K, d = m0.shape
         T = eta.shape[1]
+        w = mult * lam  # weight of coordinate i in Σ_j λ_j m_j
+        w2 = w * lam
         trace = 0.0
         for i in range(d):
-            trace += lam[i]
+            trace += w[i]
         for k in numba.prange(K):
             m = m0[k].copy()
             c = np.zeros(d)
             r = 0.0
             q = 0.0
             for i in range(d):
-                r += lam[i] * m[i]
-                q += lam[i] * lam[i] * m[i]
+                r += w[i] * m[i]
+                q += w2[i] * m[i]
             risks[k, 0] = r
             p_sum = 0.0
             for t in range(T):
@@ -310,16 +323,16 @@ def _make_kernel():
                         li = lam[i]
                         mi = (1.0 - lin * li + quad * li * li) * m[i] + drive * li
                         m[i] = mi
-                        r_next += li * mi
-                        q_next += li * li * mi
+                        r_next += w[i] * mi
+                        q_next += w2[i] * mi
                 elif t == tail_start:
                     for i in range(d):
                         li = lam[i]
                         mi = (1.0 - lin * li + quad * li * li) * m[i] + drive * li
                         m[i] = mi
                         c[i] = mi
-                        r_next += li * mi
-                        q_next += li * li * mi
+                        r_next += w[i] * mi
+                        q_next += w2[i] * mi
                     p_sum += r_next
                 else:
                     cross = 0.0
@@ -327,11 +340,11 @@ def _make_kernel():
                         li = lam[i]
                         mi = (1.0 - lin * li + quad * li * li) * m[i] + drive * li
                         carried = (1.0 - e * li) * c[i]
-                        cross += li * carried
+                        cross += w[i] * carried
                         c[i] = carried + mi
                         m[i] = mi
-                        r_next += li * mi
-                        q_next += li * li * mi
+                        r_next += w[i] * mi
+                        q_next += w2[i] * mi
                     p_sum += 2.0 * cross + r_next
                 r = r_next
                 q = q_next
