@@ -212,9 +212,14 @@ def test_multiplicity_equals_the_expanded_spectrum(normalised):
     m0 = np.array([1.0, 0.5, 2.0])
     lrs = np.geomspace(0.2, 0.02, 90) / np.sum(mult * lam)
     expanded = (np.repeat(lam, mult), np.repeat(m0, mult))
-    fns = (exact.nsgd_excess_risk, exact.nsgd_tail_average_risk) if normalised else (
-        exact.sgd_excess_risk, exact.sgd_tail_average_risk)
-    np.testing.assert_allclose(fns[0](lam, m0, 0.4, lrs, 2, multiplicity=mult), fns[0](*expanded, 0.4, lrs, 2),
-                               rtol=1e-12)
-    assert fns[1](lam, m0, 0.4, lrs, 2, 45, multiplicity=mult) == pytest.approx(fns[1](*expanded, 0.4, lrs, 2, 45),
-                                                                               rel=1e-12)
+    fns = (
+        (exact.nsgd_excess_risk, exact.nsgd_tail_average_risk)
+        if normalised
+        else (exact.sgd_excess_risk, exact.sgd_tail_average_risk)
+    )
+    np.testing.assert_allclose(
+        fns[0](lam, m0, 0.4, lrs, 2, multiplicity=mult), fns[0](*expanded, 0.4, lrs, 2), rtol=1e-12
+    )
+    assert fns[1](lam, m0, 0.4, lrs, 2, 45, multiplicity=mult) == pytest.approx(
+        fns[1](*expanded, 0.4, lrs, 2, 45), rel=1e-12
+    )
