@@ -35,6 +35,10 @@ EXPECTED = {
         "slope_N_one_pass": (-0.25, 0.1),  # (1 − b)/a
         "slope_N_multi_pass": (-1 / 3, 0.1),  # (1 − b)/b with L = N^(a/b)
     },
+    # logistic regression: ±0.15 — one log factor (log κ or log 1/γ²)^±1 over the fitted range moves
+    # a log-log slope by ≈ 1/ln κ ≈ 0.1–0.2; step counts are integers (±1 step at large η)
+    "logreg_large_stepsize": {"small_step_slope": (1.0, 0.15), "large_step_slope_c4": (0.5, 0.15)},
+    "logreg_adaptive": {"gd_separation_slope_pooled": (1.0, 0.15), "perceptron_slope": (1.0, 0.15)},
     "seesaw_linreg": {
         "final_risk_ratio_SGD_1.41_1.41": (1.0, 0.15),
         "final_risk_ratio_SGD_1_2": (1.0, 0.15),
@@ -47,6 +51,13 @@ BANDS = {
     "multipass_scaling": {"slope_L_multi_pass": (-0.35, -0.15), "multi_over_one_pass_at_pivot": (0.0, 0.85)},
     # 2509.17251: ratios bounded by the commuting-case constant 4; growth slopes of the GD/ridge and
     # GD/SGD ratios beyond the theory's 0.125 / 0.5 / ≤ 0 within the ci drift tolerance ln 1.25 / ln(n range)
+    "logreg_large_stepsize": {"large_step_nonmonotone_fraction": (1.0, 1.0)},
+    # exp(−Θ(η)) after burn-in: negative slope of log risk in η, linear (R² ≥ 0.95); Perceptron ≤ Novikoff
+    "logreg_adaptive": {
+        "post_burn_in_slope": (-100.0, 0.0),
+        "post_burn_in_r2": (0.95, 1.0),
+        "perceptron_over_novikoff_max": (0.0, 1.0),
+    },
     "gd_ridge_sgd": {
         "a_max_ratio_comparable": (0.0, 4.0),
         "a_max_ratio_tuned": (0.0, 4.0),

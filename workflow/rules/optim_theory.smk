@@ -17,6 +17,16 @@ OT_EXPERIMENTS = {
         (1000, 2000, 4000),
     ),
     "gd_ridge_sgd": (["instances.csv", "curves.csv"], (5, 15, 180), (1000, 2000, 4000)),
+    "logreg_large_stepsize": (
+        ["steps.csv", "optimum.csv", "trajectories.csv", "heatmap.csv"],
+        (5, 10, 30),
+        (1000, 2000, 2000),
+    ),
+    "logreg_adaptive": (
+        ["separation.csv", "burn_in.csv", "risk.csv"],
+        (5, 10, 30),
+        (1000, 2000, 2000),
+    ),
 }
 
 for exp, (data_files, minutes, mem) in OT_EXPERIMENTS.items():
