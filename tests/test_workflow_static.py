@@ -70,6 +70,19 @@ def test_slurm_profile_plans_every_job_with_rule_resources(tmp_path):
         assert "slurm_partition=cpuq" in r and "slurm_account=proj42" in r
 
 
+def test_paper_scale_training_jobs_ask_slurm_for_a_gpu(tmp_path):
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(yaml.safe_dump({"cluster": {"account": "proj42", "partition": "cpuq", "gpu_partition": "gpuq"}}))
+    proc = snakemake("--profile", "slurm", "all", "-n", "--configfile", str(cluster), "--config", "scale=paper")
+    text = proc.stdout + proc.stderr
+    blocks = [b for b in text.split("\n\n") if "rule seesaw_train_run:" in b]
+    assert blocks, text[-3000:]
+    for block in blocks:
+        assert "gpu=1" in block and "slurm_partition=gpuq" in block, block
+    cpu_blocks = [b for b in text.split("\n\n") if "rule run_sgd_bias_variance:" in b]
+    assert cpu_blocks and "gpu=" not in cpu_blocks[0] and "slurm_partition=cpuq" in cpu_blocks[0]
+
+
 def test_slurm_profile_sets_no_default_resources_and_no_default_workflow_profile():
     # A `profiles/default` workflow profile is merged on top of --profile and can replace
     # whole keys (default-resources); per-rule resources must stay authoritative.

@@ -31,7 +31,7 @@ LEDGER = ["results/claims.md", "results/claims.csv"]
 # Thread caps for the numerical libraries, so --cores bounds the real CPU use.
 THREADS_ENV = (
     "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-    "NUMBA_NUM_THREADS={threads} "
+    "NUMBA_NUM_THREADS={threads} RAYON_NUM_THREADS={threads} "
 )
 
 
@@ -70,3 +70,53 @@ def cluster_resources(gpu=False):
     if gpu:
         res["gpu"] = 1
     return res
+
+
+# ---------------------------------------------------------------- seesaw_train runs
+def seesaw_training_base():
+    """Training settings shared by every run; a BPE tokenizer trained here sets the model's
+    vocabulary (the paper shapes already carry T5's)."""
+    data = _merge(
+        config["experiments"].get("seesaw_data", {}),
+        SCALE_CONFIG.get("seesaw_data", {}),
+    )
+    base = _merge(
+        config["experiments"]["seesaw_training"],
+        SCALE_CONFIG.get("seesaw_training", {}),
+    )
+    tokenizer = data.get("tokenizer", {})
+    if tokenizer.get("kind", "bpe") == "bpe":
+        vocab = tokenizer.get("vocab_size", 4096)
+        base["model_overrides"] = {
+            **base.get("model_overrides", {}),
+            "vocab_size": vocab,
+        }
+    base["data_dir"] = "results/seesaw_train/data"
+    return base
+
+
+def seesaw_runs(exp):
+    """{run name: training config} of one seesaw_train figure experiment."""
+    e = _merge(config["experiments"][exp], SCALE_CONFIG.get(exp, {}))
+    base = seesaw_training_base()
+    runs = {}
+    if exp == "seesaw_cbs":
+        for b in e["batch_sizes"]:
+            for s in e["seeds"]:
+                runs[f"cosine_B{b}_s{s}"] = {
+                    **base,
+                    "schedule": "cosine",
+                    "batch_size": b,
+                    "seed": s,
+                }
+    return runs
+
+
+def seesaw_aggregate_config(exp, runs):
+    """Config of a figure's aggregation step: the run folders and the figure's own settings."""
+    e = _merge(config["experiments"][exp], SCALE_CONFIG.get(exp, {}))
+    own = {k: v for k, v in e.items() if k in ("tolerance",)}
+    return json.dumps(
+        {"runs": {r: f"results/seesaw_train/{exp}/runs/{r}" for r in runs}, **own},
+        sort_keys=True,
+    )
