@@ -103,6 +103,16 @@ def run_experiment(
     return summary
 
 
+def save_figure(fig, out_prefix: Path, dpi: int = 150) -> None:
+    """Lay out ``fig``, write ``out_prefix``.png and .pdf, and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    for ext in FIGURE_FORMATS:
+        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=dpi)
+    plt.close(fig)
+
+
 def plot_experiment(exp: Experiment, data: Path, out_prefix: Path) -> list[Path]:
     """Draw ``exp``'s figure from its data folder into ``out_prefix``.{png,pdf}."""
     missing = [name for name in exp.outputs if not (data / name).is_file()]

@@ -67,6 +67,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from ..linreg import exact, spectra
 from ..linreg import fixed_design as fd
@@ -834,10 +835,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         "GD/ridge averaged over designs, band = per-design spread)",
         fontsize=11,
     )
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 EXPERIMENT = Experiment(

@@ -50,6 +50,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from ..logistic import data as logistic_data
 from ..logistic import gd
@@ -421,10 +422,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         "generic = pinned-margin data",
         fontsize=10,
     )
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 EXPERIMENT = Experiment(

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from ..logistic import data as logistic_data
 from ..logistic import gd
@@ -439,10 +440,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         "F* by Newton",
         fontsize=10,
     )
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 EXPERIMENT = Experiment(

@@ -56,6 +56,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from ..linreg import multipass, sketch, spectra
 
@@ -804,10 +805,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         "or over (S, w*, data) (multi-pass)",
         fontsize=10,
     )
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 def _band(ax, frame, x, y, color, label):

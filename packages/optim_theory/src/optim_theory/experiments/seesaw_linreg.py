@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from ..linreg import exact, spectra
 from ..montecarlo import simulate_sgd
@@ -324,10 +325,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         f"(Monte-Carlo check at d = {checks['mc_dim']}: {'passed' if checks['mc_exact_inside_all'] else 'FAILED'})",
         fontsize=10,
     )
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 EXPERIMENT = Experiment(

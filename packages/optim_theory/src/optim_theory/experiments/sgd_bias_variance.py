@@ -34,6 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from ..linreg import bounds, exact, spectra
 from ..montecarlo import simulate_sgd
@@ -360,10 +361,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         rf"$\sigma^2$ = {cfg['noise_var']:g}, $\gamma$ = {numbers['lr']:.3g}",
         fontsize=10,
     )
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 def _cfg(data: Path) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from fulcrum_core import ConfigError, Experiment, RunResult
+from fulcrum_core.cli import save_figure
 
 from .runs import finals, load_run, val_curves
 
@@ -110,10 +111,7 @@ def plot(data: Path, out_prefix: Path) -> None:
     ax.set_xticks(mean.index, [str(int(b)) for b in mean.index])
     ax.legend(fontsize=7)
     fig.suptitle("Critical batch size of the tiny model at this token budget (cosine decay, same peak LR)", fontsize=10)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out_prefix.with_name(f"{out_prefix.name}.{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, out_prefix)
 
 
 EXPERIMENT = Experiment(
