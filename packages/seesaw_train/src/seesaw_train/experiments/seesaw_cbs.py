@@ -109,6 +109,7 @@ def plot(data: Path, out_prefix: Path) -> None:
         title=f"final loss at {numbers['token_budget']:,} tokens",
     )
     ax.set_xticks(mean.index, [str(int(b)) for b in mean.index])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.legend(fontsize=7)
     fig.suptitle("Critical batch size of the tiny model at this token budget (cosine decay, same peak LR)", fontsize=10)
     save_figure(fig, out_prefix)
