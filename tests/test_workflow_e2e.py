@@ -79,3 +79,20 @@ def test_changing_a_parameter_reruns_the_experiment(workdir, tmp_path):
         "scale=ci",
     )
     assert planned_jobs(proc.stdout + proc.stderr).get("run_sgd_bias_variance") == 1
+
+
+def test_seesaw_runs_are_shared_and_the_lr_grid_picks_the_comparison_lr(workdir):
+    runs = {p.name for p in (workdir / "results/seesaw_train/runs").iterdir()}
+    best = json.loads((workdir / "results/seesaw_train/seesaw_vs_cosine/best_lr.json").read_text())["best_lr"]
+    # ci: grid {3e-3, 1e-2} at B = 2, CBS ladder {2, 4, 8} at 3e-3, comparison at the best LR
+    assert {f"cosine_B2_lr{best:g}_s0", f"seesaw_B2_lr{best:g}_s0", "cosine_B8_lr0.003_s0"} <= runs
+    assert len(runs) == len(set(runs))
+    summary = json.loads((workdir / "results/seesaw_train/seesaw_vs_cosine/summary.json").read_text())
+    assert summary["numbers"]["best_lr"] == best
+    assert [c["paper"] for c in summary["claims"]] == ["2510.14717", "2510.14717"]
+    for rec in summary["claims"]:
+        assert rec["verdict"] == rejudge(rec)
+    # the Seesaw run's ledger really ramps its batch
+    steps = (workdir / f"results/seesaw_train/runs/seesaw_B2_lr{best:g}_s0/steps.csv").read_text().splitlines()
+    batches = [int(line.split(",")[3]) for line in steps[1:]]
+    assert batches[0] == 2 and batches[-1] > 2

@@ -95,28 +95,81 @@ def seesaw_training_base():
     return base
 
 
-def seesaw_runs(exp):
-    """{run name: training config} of one seesaw_train figure experiment."""
-    e = _merge(config["experiments"][exp], SCALE_CONFIG.get(exp, {}))
-    base = seesaw_training_base()
-    runs = {}
-    if exp == "seesaw_cbs":
-        for b in e["batch_sizes"]:
-            for s in e["seeds"]:
-                runs[f"cosine_B{b}_s{s}"] = {
-                    **base,
-                    "schedule": "cosine",
-                    "batch_size": b,
-                    "seed": s,
-                }
-    return runs
+SEESAW_SCHEDULE_KEYS = {"f": "f", "a": "alpha", "b": "beta"}
 
 
-def seesaw_aggregate_config(exp, runs):
-    """Config of a figure's aggregation step: the run folders and the figure's own settings."""
-    e = _merge(config["experiments"][exp], SCALE_CONFIG.get(exp, {}))
-    own = {k: v for k, v in e.items() if k in ("tolerance",)}
-    return json.dumps(
-        {"runs": {r: f"results/seesaw_train/{exp}/runs/{r}" for r in runs}, **own},
-        sort_keys=True,
+def seesaw_run_name(schedule, batch, lr, seed, **params):
+    """Run names carry the whole run config, so equal runs are shared between figures.
+
+    ``cosine_B8_lr0.003_s0``; schedule parameters join the schedule: ``seesaw-f0.5-a1.68179-b1.41421``.
+    """
+    tag = "".join(
+        f"-{k}{params[v]:.6g}" for k, v in SEESAW_SCHEDULE_KEYS.items() if v in params
     )
+    return f"{schedule}{tag}_B{batch}_lr{lr:g}_s{seed}"
+
+
+def seesaw_run_config(name):
+    """Training config of a run name made by :func:`seesaw_run_name`."""
+    try:
+        sched, batch, lr, seed = name.split("_")
+        schedule, *tags = sched.split("-")
+        params = {SEESAW_SCHEDULE_KEYS[t[0]]: float(t[1:]) for t in tags}
+        overrides = {
+            "schedule": schedule,
+            "schedule_params": params,
+            "batch_size": int(batch.removeprefix("B")),
+            "peak_lr": float(lr.removeprefix("lr")),
+            "seed": int(seed.removeprefix("s")),
+        }
+    except (ValueError, KeyError) as exc:
+        raise WorkflowError(f"cannot parse training-run name {name!r}: {exc}")
+    return {**seesaw_training_base(), **overrides}
+
+
+def seesaw_experiment(exp):
+    return _merge(config["experiments"][exp], SCALE_CONFIG.get(exp, {}))
+
+
+def seesaw_runs(exp):
+    """Run names of one figure experiment (those that do not wait on the LR grid)."""
+    e = seesaw_experiment(exp)
+    lr = seesaw_training_base()["peak_lr"]
+    if exp == "seesaw_cbs":
+        return [
+            seesaw_run_name("cosine", b, lr, s)
+            for b in e["batch_sizes"]
+            for s in e["seeds"]
+        ]
+    if (
+        exp == "seesaw_vs_cosine"
+    ):  # the LR grid; the comparison runs follow the checkpoint
+        return [
+            seesaw_run_name("cosine", min(e["batch_sizes"]), g, 0) for g in e["lr_grid"]
+        ]
+    raise WorkflowError(f"no run list for {exp!r}")
+
+
+def seesaw_aggregate_config(exp, runs, **extra):
+    """Config of a figure's aggregation step: run folders and the figure's own settings."""
+    own = {
+        k: v
+        for k, v in seesaw_experiment(exp).items()
+        if k in ("tolerance", "loss_tolerance")
+    }
+    folders = {r: f"results/seesaw_train/runs/{r}" for r in runs}
+    return json.dumps({"runs": folders, **own, **extra}, sort_keys=True)
+
+
+def seesaw_vs_cosine_runs(wildcards=None):
+    """Cosine and Seesaw at the grid's best LR, for every batch size and seed."""
+    best = json.loads(
+        Path(checkpoints.seesaw_vs_cosine_best_lr.get().output[0]).read_text()
+    )["best_lr"]
+    e = seesaw_experiment("seesaw_vs_cosine")
+    return [
+        seesaw_run_name(schedule, b, best, s)
+        for b in e["batch_sizes"]
+        for s in e["seeds"]
+        for schedule in ("cosine", "seesaw")
+    ]

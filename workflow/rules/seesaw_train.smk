@@ -1,16 +1,14 @@
-# seesaw_train: data preparation → one rule job per training run → figure aggregation.
-# Every training run is its own job (a GPU job on a cluster at paper scale), resumable from its
-# last checkpoint (--resume auto); a figure's run_<exp> rule reads the finished runs.
+# seesaw_train: data preparation → one job per training run → figure aggregation.
+# A training run is named by its whole config (see seesaw_run_name in common.smk), so figures
+# that need the same run share it; every run is its own job (a GPU job at paper scale) and
+# resumes from its last checkpoint (--resume auto). fig_seesaw_vs_cosine picks the best cosine
+# LR from a grid first (a checkpoint rule), then trains its comparison runs at that LR.
 ST = "results/seesaw_train"
 SEESAW_GPU = SCALE == "paper"
 
 
-SEESAW_RUNS = {exp: seesaw_runs(exp) for exp in ("seesaw_cbs",)}
-
-
 wildcard_constraints:
-    exp="seesaw_[a-z_]+",
-    run="[A-Za-z0-9_.]+",
+    run="[A-Za-z0-9_.-]+",
 
 
 rule seesaw_prepare_data:
@@ -39,9 +37,9 @@ rule seesaw_train_run:
     input:
         rules.seesaw_prepare_data.output,
     output:
-        f"{ST}/{{exp}}/runs/{{run}}/run.json",
+        f"{ST}/runs/{{run}}/run.json",
     log:
-        f"results/logs/seesaw_train/{{exp}}/{{run}}.log",
+        "results/logs/seesaw_train/runs/{run}.log",
     conda:
         "../../envs/seesaw_train.yaml"
     threads: by_scale(1, 1, 8)
@@ -50,23 +48,62 @@ rule seesaw_train_run:
         runtime=by_scale(5, 30, 24 * 60),
         mem_mb=by_scale(2000, 4000, 64000),
     params:
-        config=lambda w: json.dumps(SEESAW_RUNS[w.exp][w.run], sort_keys=True),
+        config=lambda w: json.dumps(seesaw_run_config(w.run), sort_keys=True),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        THREADS_ENV
-        + "python -m seesaw_train.train --config {params.config:q} --out {params.out}"
-        " --resume auto > {log} 2>&1"
+        f"{THREADS_ENV}python -m seesaw_train.train"
+        " --config {params.config:q} --out {params.out} --resume auto > {log} 2>&1"
 
 
-for exp, data_files in {"seesaw_cbs": ["curves.csv", "finals.csv"]}.items():
+checkpoint seesaw_vs_cosine_best_lr:
+    """The cosine LR grid's best peak LR (lowest final validation loss)."""
+    input:
+        [f"{ST}/runs/{r}/run.json" for r in seesaw_runs("seesaw_vs_cosine")],
+    output:
+        f"{ST}/seesaw_vs_cosine/best_lr.json",
+    log:
+        "results/logs/seesaw_train/seesaw_vs_cosine_best_lr.log",
+    conda:
+        "../../envs/seesaw_train.yaml"
+    threads: 1
+    resources:
+        **cluster_resources(),
+        runtime=5,
+        mem_mb=1000,
+    params:
+        runs=lambda w, input: [os.path.dirname(p) for p in input],
+    shell:
+        "python -m seesaw_train.experiments.select_lr --out {output} {params.runs} > {log} 2>&1"
+
+
+SEESAW_FIGURES = {
+    "seesaw_cbs": {
+        "data": ["curves.csv", "finals.csv"],
+        "runs": lambda w: seesaw_runs("seesaw_cbs"),
+        "config": lambda w: seesaw_aggregate_config(
+            "seesaw_cbs", seesaw_runs("seesaw_cbs")
+        ),
+    },
+    "seesaw_vs_cosine": {
+        "data": ["curves.csv", "finals.csv", "lr_grid.csv"],
+        "runs": seesaw_vs_cosine_runs,
+        "config": lambda w: seesaw_aggregate_config(
+            "seesaw_vs_cosine",
+            seesaw_vs_cosine_runs(),
+            lr_grid_runs={r: f"{ST}/runs/{r}" for r in seesaw_runs("seesaw_vs_cosine")},
+        ),
+    },
+}
+
+for exp, spec in SEESAW_FIGURES.items():
 
     rule:
         name:
             f"run_{exp}"
         input:
-            [f"{ST}/{exp}/runs/{run}/run.json" for run in SEESAW_RUNS[exp]],
+            lambda w, spec=spec: [f"{ST}/runs/{r}/run.json" for r in spec["runs"](w)],
         output:
-            multiext(f"{ST}/{exp}/", *data_files, "summary.json", "provenance.json"),
+            multiext(f"{ST}/{exp}/", *spec["data"], "summary.json", "provenance.json"),
         log:
             f"results/logs/seesaw_train/run_{exp}.log",
         conda:
@@ -78,7 +115,7 @@ for exp, data_files in {"seesaw_cbs": ["curves.csv", "finals.csv"]}.items():
             mem_mb=2000,
         params:
             experiment=exp,
-            config=seesaw_aggregate_config(exp, SEESAW_RUNS[exp]),
+            config=spec["config"],
             out=lambda w, output: os.path.dirname(output[0]),
         shell:
             THREADS_ENV

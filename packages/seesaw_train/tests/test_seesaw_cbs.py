@@ -28,3 +28,11 @@ def test_cbs_is_the_largest_batch_within_tolerance_of_the_best_mean():
 def test_config_needs_a_ladder():
     with pytest.raises(ConfigError, match="runs"):
         from_mapping(Config, {"runs": {"a": "x"}})
+
+
+def test_best_lr_is_the_lowest_seed_mean_loss():
+    from seesaw_train.experiments.seesaw_vs_cosine import best_lr
+
+    grid = pd.DataFrame({"peak_lr": [1e-3, 1e-3, 3e-3, 3e-3, 1e-2], "final_val_loss": [5.0, 5.2, 5.05, 5.05, 4.9]})
+    assert best_lr(grid) == 1e-2
+    assert best_lr(grid[grid.peak_lr < 5e-3]) == 3e-3  # 5.05 < 5.1
