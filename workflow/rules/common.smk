@@ -45,12 +45,14 @@ def _merge(base, override):
     return out
 
 
+def experiment_params(name):
+    """Parameters of one experiment at the current scale (the scale file's sizes win)."""
+    return _merge(config["experiments"].get(name, {}), SCALE_CONFIG.get(name, {}))
+
+
 def experiment_config(name):
-    """Parameters of one experiment at the current scale, as inline JSON for `--config`."""
-    return json.dumps(
-        _merge(config["experiments"].get(name, {}), SCALE_CONFIG.get(name, {})),
-        sort_keys=True,
-    )
+    """The same, as inline JSON for `--config`."""
+    return json.dumps(experiment_params(name), sort_keys=True)
 
 
 def by_scale(ci, local, paper):
@@ -76,15 +78,8 @@ def cluster_resources(gpu=False):
 def seesaw_training_base():
     """Training settings shared by every run; a BPE tokenizer trained here sets the model's
     vocabulary (the paper shapes already carry T5's)."""
-    data = _merge(
-        config["experiments"].get("seesaw_data", {}),
-        SCALE_CONFIG.get("seesaw_data", {}),
-    )
-    base = _merge(
-        config["experiments"]["seesaw_training"],
-        SCALE_CONFIG.get("seesaw_training", {}),
-    )
-    tokenizer = data.get("tokenizer", {})
+    base = experiment_params("seesaw_training")
+    tokenizer = experiment_params("seesaw_data").get("tokenizer", {})
     if tokenizer.get("kind", "bpe") == "bpe":
         vocab = tokenizer.get("vocab_size", 4096)
         base["model_overrides"] = {
@@ -127,13 +122,9 @@ def seesaw_run_config(name):
     return {**seesaw_training_base(), **overrides}
 
 
-def seesaw_experiment(exp):
-    return _merge(config["experiments"][exp], SCALE_CONFIG.get(exp, {}))
-
-
 def seesaw_runs(exp):
     """Run names of one figure experiment (those that do not wait on the LR grid)."""
-    e = seesaw_experiment(exp)
+    e = experiment_params(exp)
     lr = seesaw_training_base()["peak_lr"]
     if exp == "seesaw_cbs":
         return [
@@ -154,7 +145,7 @@ def seesaw_aggregate_config(exp, runs, **extra):
     """Config of a figure's aggregation step: run folders and the figure's own settings."""
     own = {
         k: v
-        for k, v in seesaw_experiment(exp).items()
+        for k, v in experiment_params(exp).items()
         if k in ("tolerance", "loss_tolerance")
     }
     folders = {r: f"results/seesaw_train/runs/{r}" for r in runs}
@@ -166,7 +157,7 @@ def seesaw_vs_cosine_runs(wildcards=None):
     best = json.loads(
         Path(checkpoints.seesaw_vs_cosine_best_lr.get().output[0]).read_text()
     )["best_lr"]
-    e = seesaw_experiment("seesaw_vs_cosine")
+    e = experiment_params("seesaw_vs_cosine")
     return [
         seesaw_run_name(schedule, b, best, s)
         for b in e["batch_sizes"]
