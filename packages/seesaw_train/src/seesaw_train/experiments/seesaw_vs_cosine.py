@@ -131,6 +131,7 @@ def plot(data: Path, out_prefix: Path) -> None:
                 label=f"B₀ = {b}, {schedule}" if first else None,
             )
         ax.set(xscale="log", xlabel=label, ylabel="validation loss (nats/token)")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7)
     axes[0].set_title("cosine (solid) vs Seesaw (dashed) at equal tokens")
     axes[1].set_title("the same runs against serial steps")
@@ -162,10 +163,11 @@ def plot(data: Path, out_prefix: Path) -> None:
         )
     table_artist = ax.table(
         cellText=rows,
-        colLabels=["B₀", "cosine loss", "Seesaw loss", "ratio", "steps saved", "wall-clock saved"],
+        colLabels=["B₀", "cosine", "Seesaw", "ratio", "steps saved", "wall saved"],
         loc="center",
     )
     table_artist.auto_set_font_size(False)
+    table_artist.auto_set_column_width(list(range(6)))
     table_artist.set_fontsize(8)
     table_artist.scale(1, 1.6)
     ax.set_title(f"seed means ({int(table.seed.nunique())} seeds), final validation loss")
