@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
+from ..grids import geometric_int_grid, loglog_slope
 from ..linreg import exact, spectra
 from ..linreg import fixed_design as fd
 
@@ -311,11 +312,7 @@ def sgd_tuned(eigs, m0, noise_var: float, n: int, tuning: Tuning, mult=None) -> 
 
 
 def n_grid(panel) -> np.ndarray:
-    return fd.geometric_int_grid(panel.n_min, panel.n_max, panel.points_per_octave)
-
-
-def slope(n, values) -> float:
-    return float(np.polyfit(np.log(np.asarray(n, float)), np.log(np.asarray(values, float)), 1)[0])
+    return geometric_int_grid(panel.n_min, panel.n_max, panel.points_per_octave)
 
 
 def _curve_rows(panel, spectrum, n, paths: PathRisks, extra_methods=()):
@@ -589,9 +586,9 @@ def run(cfg: Config, out: Path) -> RunResult:
     theory = {"GD": -(b - 1) / b, "ridge": -2 * a / (2 * a + 1)}
     numbers.update(
         {
-            "b_gd_slope": slope(nb, gd_b),
-            "b_ridge_slope": slope(nb, ridge_b),
-            "b_ratio_slope": slope(nb, ridge_b / gd_b),
+            "b_gd_slope": loglog_slope(nb, gd_b),
+            "b_ridge_slope": loglog_slope(nb, ridge_b),
+            "b_ratio_slope": loglog_slope(nb, ridge_b / gd_b),
             "b_gd_slope_theory": theory["GD"],
             "b_ridge_slope_theory": theory["ridge"],
             "b_ratio_at_n_max": float(ridge_b.iloc[-1] / gd_b.iloc[-1]),
@@ -632,10 +629,10 @@ def run(cfg: Config, out: Path) -> RunResult:
     t_c = tol(tc)
     numbers.update(
         {
-            "c_gd_slope": slope(nc, gd_c),
-            "c_ridge_slope": slope(nc, ridge_c),
-            "c_sgd_slope": slope(nc, sgd_c),
-            "c_ratio_slope": slope(nc, gd_c / sgd_c),
+            "c_gd_slope": loglog_slope(nc, gd_c),
+            "c_ridge_slope": loglog_slope(nc, ridge_c),
+            "c_sgd_slope": loglog_slope(nc, sgd_c),
+            "c_ratio_slope": loglog_slope(nc, gd_c / sgd_c),
             "c_gd_slope_theory": 2 * (q - 1),
             "c_sgd_slope_theory": -1.0,
             "c_ratio_at_n_max": float(gd_c.iloc[-1] / sgd_c.iloc[-1]),
@@ -679,9 +676,9 @@ def run(cfg: Config, out: Path) -> RunResult:
         ratio = gd_d / sgd_d
         key = "exp" if k == 0 else "power"
         numbers[f"d_{key}_ratio_max"] = float(ratio.max())
-        numbers[f"d_{key}_ratio_slope"] = slope(ratio.index.to_numpy(), ratio)
-        numbers[f"d_{key}_gd_slope"] = slope(gd_d.index.to_numpy(), gd_d)
-        numbers[f"d_{key}_sgd_slope"] = slope(sgd_d.index.to_numpy(), sgd_d)
+        numbers[f"d_{key}_ratio_slope"] = loglog_slope(ratio.index.to_numpy(), ratio)
+        numbers[f"d_{key}_gd_slope"] = loglog_slope(gd_d.index.to_numpy(), gd_d)
+        numbers[f"d_{key}_sgd_slope"] = loglog_slope(sgd_d.index.to_numpy(), sgd_d)
         max_ratio.append(float(ratio.max()))
         ratio_slopes[name] = numbers[f"d_{key}_ratio_slope"]
         claims.append(

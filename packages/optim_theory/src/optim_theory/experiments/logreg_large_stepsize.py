@@ -43,6 +43,7 @@ import pandas as pd
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
+from ..grids import loglog_slope
 from ..logistic import data as logistic_data
 from ..logistic import gd
 
@@ -123,10 +124,6 @@ def lambda_grid(cfg: Config) -> np.ndarray:
 def eta_grid(h: Heatmap) -> np.ndarray:
     decades = np.log10(h.eta_max / h.eta_min)
     return np.geomspace(h.eta_min, h.eta_max, int(round(decades * h.etas_per_decade)) + 1)
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def run(cfg: Config, out: Path) -> RunResult:
@@ -227,7 +224,7 @@ def run(cfg: Config, out: Path) -> RunResult:
         if len(sel) < 3 or not sel.converged.all():
             bad = int((~sel.converged).sum())
             return None, f"{len(sel)} λ values with κ ≥ {cfg.kappa_fit_min:g}, {bad} not converged (need ≥ 3, all)"
-        return _slope(sel.kappa.to_numpy(), sel.steps.to_numpy()), None
+        return loglog_slope(sel.kappa.to_numpy(), sel.steps.to_numpy()), None
 
     small_slope, small_reason = fitted("small", None)
     numbers["small_step_slope"] = small_slope
@@ -246,7 +243,8 @@ def run(cfg: Config, out: Path) -> RunResult:
     numbers["primary_eta_over_classical_limit_min"] = (
         float((primary.eta * (beta + primary.lam) / 2.0)[in_fit].min()) if in_fit.any() else None
     )
-    numbers["local_edge_slope_vs_inv_lambda"] = _slope(1.0 / lams[fit], local_edge[fit]) if fit.sum() >= 2 else None
+    edge_slope = loglog_slope(1.0 / lams[fit], local_edge[fit]) if fit.sum() >= 2 else None
+    numbers["local_edge_slope_vs_inv_lambda"] = edge_slope
     numbers["heatmap_status_counts"] = heat.status.value_counts().to_dict()
 
     checks = gd_limit_check(Z, lams, newton, beta)

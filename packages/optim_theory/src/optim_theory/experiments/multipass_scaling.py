@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
+from ..grids import geometric_int_grid, loglog_slope
 from ..linreg import multipass, sketch, spectra
 
 PAPER = "2506.08415"
@@ -198,11 +199,6 @@ class Config:
 # --------------------------------------------------------------------------- grids and fits
 
 
-def _geometric_grid(lo: float, hi: float, per_octave: int) -> np.ndarray:
-    count = int(np.ceil(np.log2(hi / lo) * per_octave)) + 1
-    return np.unique(np.round(np.geomspace(lo, hi, count)).astype(int))
-
-
 def steps_grid(n: int, a: float, b: float, mp: MultiPass) -> np.ndarray:
     """L values N^(a/b)·2^(j/ppo) from l_min_factor·N to l_max_factor·N^(a/b); contains N^(a/b)."""
     pivot = n ** (a / b)
@@ -212,10 +208,6 @@ def steps_grid(n: int, a: float, b: float, mp: MultiPass) -> np.ndarray:
     return np.unique(grid[grid >= 1])
 
 
-def _slope(x, y) -> float:
-    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
-
-
 def _fit(frame: pd.DataFrame, x: str, y: str, lo: float, hi: float, min_points: int = 3):
     """Slope of the trial-mean curve and the sd of per-trial slopes over x ∈ [lo, hi]."""
     sel = frame[(frame[x] >= lo * (1 - 1e-9)) & (frame[x] <= hi * (1 + 1e-9))]
@@ -223,9 +215,9 @@ def _fit(frame: pd.DataFrame, x: str, y: str, lo: float, hi: float, min_points: 
     if xs.size < min_points:
         return None, None, xs, f"only {xs.size} points in the fit range [{lo:g}, {hi:g}] (need {min_points})"
     mean = sel.groupby(x)[y].mean().loc[xs]
-    per_trial = [_slope(g[x], g[y]) for _, g in sel.groupby("trial")] if sel.trial.nunique() > 1 else []
+    per_trial = [loglog_slope(g[x], g[y]) for _, g in sel.groupby("trial")] if sel.trial.nunique() > 1 else []
     sd = float(np.std(per_trial, ddof=1)) if len(per_trial) > 1 else None
-    return _slope(xs, mean.to_numpy()), sd, xs, None
+    return loglog_slope(xs, mean.to_numpy()), sd, xs, None
 
 
 # --------------------------------------------------------------------------- run
@@ -250,8 +242,8 @@ def run(cfg: Config, out: Path) -> RunResult:
     prior = spectra.source_prior(lam, b)  # E w*_i² with λ_i E w*_i² = i^(−b)
     lr = cfg.lr_times_trace / lam.sum()
     m_max = max(cfg.by_m.m_max, cfg.one_pass.sketch_dim, cfg.multi_pass.sketch_dim)
-    m_grid = _geometric_grid(cfg.by_m.m_min, cfg.by_m.m_max, cfg.by_m.points_per_octave)
-    n_grid = _geometric_grid(cfg.one_pass.n_min, cfg.one_pass.n_max, cfg.one_pass.points_per_octave)
+    m_grid = geometric_int_grid(cfg.by_m.m_min, cfg.by_m.m_max, cfg.by_m.points_per_octave)
+    n_grid = geometric_int_grid(cfg.one_pass.n_min, cfg.one_pass.n_max, cfg.one_pass.points_per_octave)
     mp = cfg.multi_pass
     n_c = mp.samples
     pivot = n_c ** (a / b)
@@ -427,7 +419,7 @@ def _claims(cfg: Config, lr: float, by_m, by_n, by_l, pivot: float):
     if xs.size:
         numbers["fit_N_max_bias_index_over_M"] = _bias_index(lr, xs.max(), a) / op.sketch_dim
         fit_sel = one[(one.samples >= xs.min()) & (one.samples <= xs.max())].groupby("samples").error.mean()
-        numbers["slope_N_one_pass_vs_horizon"] = _slope(_horizon(lr, fit_sel.index), fit_sel.to_numpy())
+        numbers["slope_N_one_pass_vs_horizon"] = loglog_slope(_horizon(lr, fit_sel.index), fit_sel.to_numpy())
     claims.append(
         Claim(
             PAPER,
@@ -451,7 +443,7 @@ def _claims(cfg: Config, lr: float, by_m, by_n, by_l, pivot: float):
     if xs.size:
         numbers["fit_L_max_bias_index_over_M"] = _bias_index(lr, xs.max(), a) / mp.sketch_dim
         fit_sel = mean_l.loc[xs, "error"]
-        numbers["slope_L_multi_pass_vs_horizon"] = _slope(_horizon(lr, xs), fit_sel.to_numpy())
+        numbers["slope_L_multi_pass_vs_horizon"] = loglog_slope(_horizon(lr, xs), fit_sel.to_numpy())
     claims.append(
         Claim(
             PAPER,
@@ -466,7 +458,7 @@ def _claims(cfg: Config, lr: float, by_m, by_n, by_l, pivot: float):
     # where the L-law stops: slope beyond N^(a/b), the minimising L, in steps and in effective horizon
     beyond = mean_l[mean_l.index >= pivot * (1 - 1e-9)]
     if len(beyond) >= 3:
-        numbers["slope_L_beyond_pivot"] = _slope(beyond.index, beyond["error"])
+        numbers["slope_L_beyond_pivot"] = loglog_slope(beyond.index, beyond["error"])
     l_min = int(mean_l["error"].idxmin())
     numbers.update(
         argmin_L=l_min,

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
+from ..grids import geometric_int_grid, loglog_slope
 from ..linreg import bounds, exact, spectra
 from ..montecarlo import simulate_sgd
 
@@ -89,14 +90,7 @@ class Config:
 
 
 def n_grid(cfg: Config) -> np.ndarray:
-    octaves = np.log2(cfg.n_max / cfg.n_min)
-    count = int(np.ceil(octaves * cfg.points_per_octave)) + 1
-    grid = np.unique(np.round(np.geomspace(cfg.n_min, cfg.n_max, count)).astype(int))
-    return grid[grid >= 2]
-
-
-def _slope(n: np.ndarray, values: np.ndarray) -> float:
-    return float(np.polyfit(np.log(n), np.log(values), 1)[0])
+    return geometric_int_grid(cfg.n_min, cfg.n_max, cfg.points_per_octave)
 
 
 def run(cfg: Config, out: Path) -> RunResult:
@@ -175,7 +169,7 @@ def run(cfg: Config, out: Path) -> RunResult:
         bound_curve = series("tail average", component, "Zou et al. bound form")
         slope = ratio_spread = None
         if reason is None:
-            slope = _slope(fit_n, exact_curve[fit_n].to_numpy())
+            slope = loglog_slope(fit_n, exact_curve[fit_n].to_numpy())
             ratio = exact_curve[fit_n].to_numpy() / bound_curve[fit_n].to_numpy()
             ratio_spread = float(ratio.max() / ratio.min())
             numbers[f"tail_{component}_slope"] = slope

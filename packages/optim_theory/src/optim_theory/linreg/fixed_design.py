@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..grids import geometric_int_grid
+
 __all__ = [
     "FixedDesign",
     "Tuned",
@@ -191,14 +193,6 @@ def gd_risk(design: FixedDesign, lr, steps, noise_var: float) -> tuple[np.ndarra
 def ridge_risk(design: FixedDesign, lams, noise_var: float) -> tuple[np.ndarray, np.ndarray]:
     """(bias, variance) of ridge for each λ in ``lams``."""
     return risk_parts(design, ridge_filter(design.s, lams), noise_var)
-
-
-def geometric_int_grid(lo: int, hi: int, per_octave: int) -> np.ndarray:
-    """Distinct integers on a geometric grid from ``lo`` to ``hi`` (ratio 2^{1/per_octave}), both ends in."""
-    if not 1 <= lo <= hi or per_octave < 1:
-        raise ValueError("need 1 <= lo <= hi and per_octave >= 1")
-    count = int(np.ceil(np.log2(hi / lo) * per_octave)) + 1
-    return np.unique(np.round(np.geomspace(lo, hi, max(count, 1))).astype(np.int64))
 
 
 @dataclass(frozen=True)
