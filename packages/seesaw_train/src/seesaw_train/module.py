@@ -33,6 +33,11 @@ from .schedules import Schedule
 LEDGER_COLUMNS = ("step", "tokens", "lr", "batch_size", "train_loss", "wall_clock_s")
 
 
+def crossed_multiple(before: int, after: int, every: int) -> bool:
+    """Did the token count pass a multiple of ``every`` (> 0) between two steps?"""
+    return every > 0 and after // every > before // every
+
+
 class SeesawLM(pl.LightningModule):
     def __init__(
         self,
@@ -126,12 +131,8 @@ class SeesawLM(pl.LightningModule):
             self._append_ledger(step, tokens_before, lr, global_batch, train_loss)
         self.log("train_loss", train_loss, prog_bar=True, on_step=True, rank_zero_only=True, batch_size=global_batch)
         self.log("tokens", float(tokens_after), prog_bar=True, on_step=True, rank_zero_only=True)
-        if self._crossed(tokens_before, tokens_after, self.val_every_tokens) or step + 1 == self.total_steps:
+        if crossed_multiple(tokens_before, tokens_after, self.val_every_tokens) or step + 1 == self.total_steps:
             self._validate(step + 1, tokens_after)
-
-    @staticmethod
-    def _crossed(before: int, after: int, every: int) -> bool:
-        return every > 0 and after // every > before // every
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()

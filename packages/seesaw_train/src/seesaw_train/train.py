@@ -29,7 +29,7 @@ from pytorch_lightning.loggers import CSVLogger
 from fulcrum_core.config import ConfigError, from_mapping, load_mapping, to_mapping
 
 from .model import CONFIGS, ModelConfig
-from .module import SeesawLM, TokenDataModule
+from .module import SeesawLM, TokenDataModule, crossed_multiple
 from .schedules import make_schedule
 
 
@@ -98,7 +98,7 @@ class TokenCheckpoint(Callback):
         step = trainer.global_step  # optimizer steps done
         before = int(pl_module.step_tokens[step - 1])
         after = before + int(pl_module.step_batch[step - 1]) * pl_module.model_config.seq_len
-        if self.every_tokens > 0 and after // self.every_tokens > before // self.every_tokens:
+        if crossed_multiple(before, after, self.every_tokens):
             tmp = self.dirpath / f".last-{step}.ckpt.tmp"
             trainer.save_checkpoint(tmp)
             if trainer.is_global_zero:
@@ -111,13 +111,10 @@ def train(cfg: TrainConfig, out: Path, *, resume: str | Path | None = None, call
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     mcfg = cfg.model_config()
-    meta = (
-        json.loads((Path(cfg.data_dir) / "meta.json").read_text())
-        if (Path(cfg.data_dir) / "meta.json").is_file()
-        else None
-    )
-    if meta is None:
-        raise FileNotFoundError(f"{cfg.data_dir}/meta.json not found: prepare the token shards first")
+    meta_path = Path(cfg.data_dir) / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: prepare the token shards first")
+    meta = json.loads(meta_path.read_text())
     if meta["vocab_size"] > mcfg.vocab_size:
         raise ConfigError(f"model vocab_size {mcfg.vocab_size} < tokenizer vocab {meta['vocab_size']}")
     schedule = cfg.make_schedule(mcfg.seq_len)
