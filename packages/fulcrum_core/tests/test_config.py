@@ -63,3 +63,10 @@ def test_load_mapping_sources(tmp_path):
         load_mapping(str(path))
     with pytest.raises(ConfigError, match="JSON"):
         load_mapping("{nope")
+
+
+def test_yaml_reads_exponent_floats_as_numbers(tmp_path):
+    # PyYAML's YAML 1.1 resolver leaves "1e-8" a string; a config file with eps: 1e-8 must still load
+    path = tmp_path / "c.yaml"
+    path.write_text("eps: 1e-08\nlr: 3.0e-3\nsteps: 1_000\nname: x1e5\nbig: -2E+5\n")
+    assert load_mapping(str(path)) == {"eps": 1e-8, "lr": 3e-3, "steps": 1000, "name": "x1e5", "big": -2e5}
