@@ -96,3 +96,31 @@ def test_seesaw_runs_are_shared_and_the_lr_grid_picks_the_comparison_lr(workdir)
     steps = (workdir / f"results/seesaw_train/runs/seesaw_B2_lr{best:g}_s0/steps.csv").read_text().splitlines()
     batches = [int(line.split(",")[3]) for line in steps[1:]]
     assert batches[0] == 2 and batches[-1] > 2
+
+
+def test_seesaw_alpha_beta_family_and_large_batch_figures(workdir):
+    best = json.loads((workdir / "results/seesaw_train/seesaw_vs_cosine/best_lr.json").read_text())["best_lr"]
+    runs = {p.name for p in (workdir / "results/seesaw_train/runs").iterdir()}
+    # ci: the α√β = 2 family {(2, 1), (√2, 2), (1, 4)} at B = 2 and the best LR; its cosine run is the
+    # LR grid's own; the large-batch trio at B = 8 shares the CBS ladder's cosine run
+    family = {f"seesaw-f0.5-a2-b1_B2_lr{best:g}_s0", f"seesaw-f0.5-a1.41421-b2_B2_lr{best:g}_s0"}
+    assert family | {f"seesaw-f0.5-a1-b4_B2_lr{best:g}_s0"} <= runs
+    assert {"constant_ramp_B8_lr0.003_s0", "seesaw_B8_lr0.003_s0"} <= runs
+    ab = json.loads((workdir / "results/seesaw_train/seesaw_alpha_beta/summary.json").read_text())
+    members = ab["numbers"]["members"]
+    assert set(members) == {"2,1", "1.41421,2", "1,4"}
+    # the (1, 4) member is the pure batch ramp: constant LR, batch × 4 at each of cosine's
+    # k_max = ⌊log 0.1 / log ½⌋ = 3 halving points
+    steps = (workdir / f"results/seesaw_train/runs/seesaw-f0.5-a1-b4_B2_lr{best:g}_s0/steps.csv").read_text()
+    rows = [line.split(",") for line in steps.splitlines()[1:]]
+    assert sorted({int(r[3]) for r in rows}) == [2, 8, 32, 128]
+    assert members["1,4"]["alpha_at_least_sqrt_beta"] is False and members["1.41421,2"]["alpha_at_least_sqrt_beta"]
+    assert len(ab["claims"]) == 2
+    large = json.loads((workdir / "results/seesaw_train/seesaw_large_batch/summary.json").read_text())
+    cbs = json.loads((workdir / "results/seesaw_train/seesaw_cbs/summary.json").read_text())
+    assert large["numbers"]["critical_batch_size"] == cbs["numbers"]["critical_batch_size"]
+    assert large["numbers"]["cbs_multiple"] == 8 / cbs["numbers"]["critical_batch_size"]
+    for rec in ab["claims"] + large["claims"]:
+        assert rec["verdict"] == rejudge(rec)
+    for exp in ("seesaw_alpha_beta", "seesaw_large_batch"):
+        assert (workdir / f"results/seesaw_train/{exp}/figure.png").stat().st_size > 20_000

@@ -107,7 +107,7 @@ def seesaw_run_name(schedule, batch, lr, seed, **params):
 def seesaw_run_config(name):
     """Training config of a run name made by :func:`seesaw_run_name`."""
     try:
-        sched, batch, lr, seed = name.split("_")
+        sched, batch, lr, seed = name.rsplit("_", 3)  # schedule names may hold "_"
         schedule, *tags = sched.split("-")
         params = {SEESAW_SCHEDULE_KEYS[t[0]]: float(t[1:]) for t in tags}
         overrides = {
@@ -138,6 +138,12 @@ def seesaw_runs(exp):
         return [
             seesaw_run_name("cosine", min(e["batch_sizes"]), g, 0) for g in e["lr_grid"]
         ]
+    if exp == "seesaw_large_batch":  # at the CBS ladder's LR: its cosine run is shared
+        return [
+            seesaw_run_name(schedule, e["batch_size"], lr, s)
+            for schedule in ("cosine", "constant_ramp", "seesaw")
+            for s in e["seeds"]
+        ]
     raise WorkflowError(f"no run list for {exp!r}")
 
 
@@ -146,17 +152,21 @@ def seesaw_aggregate_config(exp, runs, **extra):
     own = {
         k: v
         for k, v in experiment_params(exp).items()
-        if k in ("tolerance", "loss_tolerance")
+        if k in ("tolerance", "loss_tolerance", "alpha_sqrt_beta", "min_cbs_multiple")
     }
     folders = {r: f"results/seesaw_train/runs/{r}" for r in runs}
     return json.dumps({"runs": folders, **own, **extra}, sort_keys=True)
 
 
+def seesaw_best_lr():
+    """The best peak LR of fig_seesaw_vs_cosine's cosine grid (waits on its checkpoint)."""
+    path = checkpoints.seesaw_vs_cosine_best_lr.get().output[0]
+    return json.loads(Path(path).read_text())["best_lr"]
+
+
 def seesaw_vs_cosine_runs(wildcards=None):
     """Cosine and Seesaw at the grid's best LR, for every batch size and seed."""
-    best = json.loads(
-        Path(checkpoints.seesaw_vs_cosine_best_lr.get().output[0]).read_text()
-    )["best_lr"]
+    best = seesaw_best_lr()
     e = experiment_params("seesaw_vs_cosine")
     return [
         seesaw_run_name(schedule, b, best, s)
@@ -164,3 +174,24 @@ def seesaw_vs_cosine_runs(wildcards=None):
         for s in e["seeds"]
         for schedule in ("cosine", "seesaw")
     ]
+
+
+def seesaw_alpha_beta_runs(wildcards=None):
+    """The α√β = c family at cosine's halving points (f = 1/2), α = 2^e for each exponent e and
+    β = (c/α)², plus cosine, all at the grid's best LR."""
+    best = seesaw_best_lr()
+    e = experiment_params("seesaw_alpha_beta")
+    c = e["alpha_sqrt_beta"]
+    family = [
+        seesaw_run_name(
+            "seesaw",
+            e["batch_size"],
+            best,
+            e["seed"],
+            f=0.5,
+            alpha=2**x,
+            beta=(c / 2**x) ** 2,
+        )
+        for x in e["log2_alpha"]
+    ]
+    return family + [seesaw_run_name("cosine", e["batch_size"], best, e["seed"])]

@@ -93,6 +93,23 @@ SEESAW_FIGURES = {
             lr_grid_runs={r: f"{ST}/runs/{r}" for r in seesaw_runs("seesaw_vs_cosine")},
         ),
     },
+    "seesaw_alpha_beta": {
+        "data": ["curves.csv", "finals.csv"],
+        "runs": seesaw_alpha_beta_runs,
+        "config": lambda w: seesaw_aggregate_config(
+            "seesaw_alpha_beta", seesaw_alpha_beta_runs()
+        ),
+    },
+    "seesaw_large_batch": {
+        "data": ["curves.csv", "finals.csv"],
+        "runs": lambda w: seesaw_runs("seesaw_large_batch"),
+        "extra": [f"{ST}/seesaw_cbs/summary.json"],
+        "config": lambda w: seesaw_aggregate_config(
+            "seesaw_large_batch",
+            seesaw_runs("seesaw_large_batch"),
+            cbs_summary=f"{ST}/seesaw_cbs/summary.json",
+        ),
+    },
 }
 
 for exp, spec in SEESAW_FIGURES.items():
@@ -101,7 +118,8 @@ for exp, spec in SEESAW_FIGURES.items():
         name:
             f"run_{exp}"
         input:
-            lambda w, spec=spec: [f"{ST}/runs/{r}/run.json" for r in spec["runs"](w)],
+            lambda w, spec=spec: [f"{ST}/runs/{r}/run.json" for r in spec["runs"](w)]
+            + spec.get("extra", []),
         output:
             multiext(f"{ST}/{exp}/", *spec["data"], "summary.json", "provenance.json"),
         log:
