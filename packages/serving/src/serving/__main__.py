@@ -6,8 +6,16 @@ from fulcrum_core.cli import main
 EXPERIMENTS = ()  # filled as the package's experiments land
 
 
-def cli() -> int:
-    return main("serving", EXPERIMENTS, source=Path(__file__).parent)
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m serving simulate ...`` runs the simulator; everything else is the shared list|run|plot."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "simulate":
+        from .cli import simulate_main
+
+        return simulate_main(args[1:])
+    if args and args[0] in ("-h", "--help"):
+        print("serving also has: python -m serving simulate --help   (replay a trace through the simulator)\n")
+    return main("serving", EXPERIMENTS, args, source=Path(__file__).parent)
 
 
 if __name__ == "__main__":
