@@ -13,7 +13,7 @@ STAMP := $(VENV)/.fulcrum-installed
 # ci and local scales never touch the network.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup run test lint clean-results
+.PHONY: setup run test lint clean-results slurm-up slurm-down
 
 setup: $(STAMP)
 
@@ -44,3 +44,10 @@ lint: setup
 
 clean-results:
 	rm -rf results .snakemake
+
+# A one-node Slurm cluster on this machine for tests/test_slurm.py (root; installs with apt-get once).
+slurm-up:
+	bash tests/slurm/cluster.sh start
+
+slurm-down:
+	bash tests/slurm/cluster.sh stop

@@ -61,8 +61,12 @@ def by_scale(ci, local, paper):
 
 
 def cluster_resources(gpu=False):
-    """Slurm partition/account from config `cluster:` (only the keys that are set)."""
+    """Slurm partition/account from config `cluster:` (only the keys that are set).
+
+    gpu=True: the rule can use a GPU; it asks Slurm for one (gpu=1, the gpu_partition) at the
+    scales listed in `cluster: gpu_scales` (default: paper only)."""
     cl = config["cluster"]
+    gpu = gpu and SCALE in cl["gpu_scales"]
     res = {}
     partition = cl["gpu_partition"] if gpu and cl["gpu_partition"] else cl["partition"]
     if partition:

@@ -1,10 +1,10 @@
 # seesaw_train: data preparation → one job per training run → figure aggregation.
 # A training run is named by its whole config (see seesaw_run_name in common.smk), so figures
-# that need the same run share it; every run is its own job (a GPU job at paper scale) and
-# resumes from its last checkpoint (--resume auto). fig_seesaw_vs_cosine picks the best cosine
-# LR from a grid first (a checkpoint rule), then trains its comparison runs at that LR.
+# that need the same run share it; every run is its own job (a GPU job at the scales in config
+# `cluster: gpu_scales`, paper by default) and resumes from its last checkpoint (--resume auto).
+# fig_seesaw_vs_cosine picks the best cosine LR from a grid first (a checkpoint rule), then
+# trains its comparison runs at that LR.
 ST = "results/seesaw_train"
-SEESAW_GPU = SCALE == "paper"
 
 
 wildcard_constraints:
@@ -44,7 +44,7 @@ rule seesaw_train_run:
         "../../envs/seesaw_train.yaml"
     threads: by_scale(1, 1, 8)
     resources:
-        **cluster_resources(gpu=SEESAW_GPU),
+        **cluster_resources(gpu=True),
         runtime=by_scale(5, 30, 24 * 60),
         mem_mb=by_scale(2000, 4000, 64000),
     params:
