@@ -27,6 +27,7 @@ include: "workflow/rules/optim_theory.smk"
 include: "workflow/rules/seesaw_train.smk"
 include: "workflow/rules/serving.smk"
 include: "workflow/rules/diffusion.smk"
+include: "workflow/rules/experiments.smk"
 
 
 localrules:

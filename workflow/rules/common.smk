@@ -26,6 +26,9 @@ os.environ["PATH"] = os.pathsep.join(
 # Registries that the per-package .smk files fill; `all` wants every figure, `claims` every summary.
 FIGURES = []
 SUMMARIES = []
+EXPERIMENT_RULES = (
+    {}
+)  # filled by the package rule files, turned into rules by experiments.smk
 LEDGER = ["results/claims.md", "results/claims.csv"]
 
 # Thread caps for the numerical libraries, so --cores bounds the real CPU use.
@@ -53,6 +56,24 @@ def experiment_params(name):
 def experiment_config(name):
     """The same, as inline JSON for `--config`."""
     return json.dumps(experiment_params(name), sort_keys=True)
+
+
+def experiment_rule_spec(
+    exp, package, data, minutes, mem, threads=(1, 1, 1), gpu=False, **extra
+):
+    """Settings of one experiment's run_/fig_ pair — the data files it writes, runtime minutes and
+    mem_mb at ci/local/paper, threads at ci/local/paper, whether it can use a GPU (asked for at
+    the scales in `cluster: gpu_scales`), and config keys the workflow adds (e.g. a train_dir).
+    """
+    return {
+        "package": package,
+        "data": list(data),
+        "runtime": by_scale(*minutes),
+        "mem_mb": by_scale(*mem),
+        "threads": by_scale(*threads),
+        "gpu": gpu,
+        "config": json.dumps({**experiment_params(exp), **extra}, sort_keys=True),
+    }
 
 
 def by_scale(ci, local, paper):
