@@ -1,12 +1,16 @@
 """The workflow schema and the packages' config dataclasses describe the same keys."""
 
 import dataclasses
+import typing
 
 import pytest
 import yaml
 from wfhelpers import REPO
 
 from optim_theory.experiments import EXPERIMENTS as OPTIM_THEORY
+from serving.experiments import EXPERIMENTS as SERVING
+
+SINGLE_JOB_EXPERIMENTS = (*OPTIM_THEORY, *SERVING)
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -18,17 +22,23 @@ def resolve(node):
 def schema_keys(node):
     """Nested key sets of an object schema (None for leaves)."""
     node = resolve(node)
-    return {k: schema_keys(v) if resolve(v).get("type") == "object" else None for k, v in node["properties"].items()}
+    return {
+        k: schema_keys(v) if resolve(v).get("type") == "object" and "properties" in resolve(v) else None
+        for k, v in node["properties"].items()
+    }
 
 
 def dataclass_keys(cls):
+    """Nested key sets of a config dataclass; a field whose type is a dataclass is recursed into
+    (lists/tuples of dataclasses stay leaves, as arrays do in schema_keys)."""
+    hints = typing.get_type_hints(cls)
     return {
-        f.name: dataclass_keys(f.default_factory) if dataclasses.is_dataclass(f.default_factory) else None
+        f.name: dataclass_keys(hints[f.name]) if dataclasses.is_dataclass(hints[f.name]) else None
         for f in dataclasses.fields(cls)
     }
 
 
-@pytest.mark.parametrize("exp", OPTIM_THEORY, ids=lambda e: e.name)
+@pytest.mark.parametrize("exp", SINGLE_JOB_EXPERIMENTS, ids=lambda e: e.name)
 def test_schema_matches_dataclass(exp):
     experiments = SCHEMA["properties"]["experiments"]["properties"]
     assert exp.name in experiments, f"config.schema.yaml has no entry for {exp.name}"

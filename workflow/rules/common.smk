@@ -59,7 +59,15 @@ def experiment_config(name):
 
 
 def experiment_rule_spec(
-    exp, package, data, minutes, mem, threads=(1, 1, 1), gpu=False, **extra
+    exp,
+    package,
+    data,
+    minutes,
+    mem,
+    threads=(1, 1, 1),
+    gpu=False,
+    transform=None,
+    **extra,
 ):
     """Settings of one experiment's run_/fig_ pair — the data files it writes, runtime minutes and
     mem_mb at ci/local/paper, threads at ci/local/paper, whether it can use a GPU (asked for at
@@ -72,8 +80,24 @@ def experiment_rule_spec(
         "mem_mb": by_scale(*mem),
         "threads": by_scale(*threads),
         "gpu": gpu,
-        "config": json.dumps({**experiment_params(exp), **extra}, sort_keys=True),
+        "config": json.dumps(
+            {**(transform or (lambda p: p))(experiment_params(exp)), **extra},
+            sort_keys=True,
+        ),
     }
+
+
+def in_shared_data(params):
+    """Trace specs with `kind: file` name their path relative to config `shared_data` (an
+    absolute path is kept); returns a copy with those paths joined."""
+    if isinstance(params, list):
+        return [in_shared_data(v) for v in params]
+    if not isinstance(params, dict):
+        return params
+    out = {k: in_shared_data(v) for k, v in params.items()}
+    if out.get("kind") == "file" and out.get("path"):
+        out["path"] = os.path.join(config["shared_data"], out["path"])
+    return out
 
 
 def by_scale(ci, local, paper):

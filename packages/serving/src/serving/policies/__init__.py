@@ -1,7 +1,8 @@
 """Serving policies by name: ``POLICIES[name](config_mapping)`` or ``make_policy(name, config)``.
 
 Implemented: ``vllm`` (colocated), ``distserve`` (static prefill/decode split), ``hpa`` (colocated +
-Kubernetes-style autoscaling). See ``base.py`` for the hooks a new policy implements.
+Kubernetes-style autoscaling), ``banaserve`` (P/D + layer/KV migration + global KV store),
+``cocoserve`` (module replication/migration + autoscaler). See ``base.py`` for the hooks a new policy implements.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 
 from fulcrum_core.config import ConfigError
 
+from .banaserve import BanaServePolicy
 from .base import Policy
+from .cocoserve import CoCoServePolicy
 from .distserve import DistServePolicy
 from .hpa import HPAPolicy
 from .routing import ROUTINGS, Router
@@ -21,6 +24,8 @@ POLICIES: dict[str, type[Policy]] = {
     VllmPolicy.name: VllmPolicy,
     DistServePolicy.name: DistServePolicy,
     HPAPolicy.name: HPAPolicy,
+    BanaServePolicy.name: BanaServePolicy,
+    CoCoServePolicy.name: CoCoServePolicy,
 }
 
 

@@ -111,6 +111,13 @@ class PrefixCache:
 
     __slots__ = ("refs", "lru", "lru_blocks", "entry_blocks", "block_tokens", "hit_tokens", "lookups", "evictions")
 
+    # False: entries live in the owning instance's HBM (this class). True (a subclass, e.g. BanaServe's
+    # global KV store): entries live outside every instance and may be shared by several; a hit is
+    # copied into the admitting request's private blocks (``match`` reports every hit as unreferenced
+    # so admission reserves them), ``release`` frees only the request's copy, and the copy's loading
+    # time ``load_extra(tokens, compute_s)`` is added to the iteration that admits the request.
+    remote = False
+
     def __init__(self, block_tokens: int, block_size: int):
         self.block_tokens = block_tokens
         self.entry_blocks = -(-block_tokens // block_size)

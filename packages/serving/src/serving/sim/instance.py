@@ -97,6 +97,9 @@ class Instance:
         "decode_tokens",
         "preemptions",
         "ff_iterations",
+        "hit_tokens",
+        "load_tokens",
+        "kv_load_s",
         "tags",
         "_dec",
         "_pf",
@@ -164,6 +167,9 @@ class Instance:
         self.decode_tokens = 0
         self.preemptions = 0
         self.ff_iterations = 0
+        self.hit_tokens = 0  # prompt tokens admitted here as prefix-cache hits
+        self.load_tokens = 0  # hits from a remote store still to be loaded by the next iteration
+        self.kv_load_s = 0.0  # time added to iterations by loading remote hits
         self.tags: dict[str, Any] = {}  # free room for policies (e.g. a group or module layout)
         self._dec: list[Request] = []
         self._pf: list[tuple[Request, int]] = []
@@ -317,9 +323,13 @@ class Instance:
         r.blocks = 0
         if r.n_shared:
             cache = self.cache
-            before = cache.lru_blocks
-            cache.release(r.hash_ids, r.n_shared)
-            self.used -= cache.lru_blocks - before
+            if cache.remote:  # the request's copy of remote entries is private to it
+                cache.release(r.hash_ids, r.n_shared)
+                self.used -= r.n_shared * cache.entry_blocks
+            else:
+                before = cache.lru_blocks
+                cache.release(r.hash_ids, r.n_shared)
+                self.used -= cache.lru_blocks - before
             r.n_shared = 0
         r.shared_tok = 0
 
@@ -365,7 +375,10 @@ class Instance:
             if h:
                 cache.acquire(r.hash_ids, h)
                 cache.hit_tokens += shared
+                self.hit_tokens += shared
                 self.used += extra
+                if cache.remote:
+                    self.load_tokens += shared
             r.n_shared = h
             r.shared_tok = shared
             r.computed = shared
@@ -675,6 +688,11 @@ class Instance:
         for r in dec:
             ctx += r.computed
         dt = self.cost.iteration_time(p, attn, d, ctx)
+        if self.load_tokens:  # hits admitted from a remote KV store are loaded first (see PrefixCache.remote)
+            extra = self.cache.load_extra(self.load_tokens, dt)
+            self.load_tokens = 0
+            self.kv_load_s += extra
+            dt += extra
         self._dec = dec
         self._pf = pf
         self._dt = dt

@@ -457,7 +457,8 @@ class Simulator:
                     "decode_tokens": inst.decode_tokens,
                     "preemptions": inst.preemptions,
                     "kv_capacity_blocks": inst.capacity,
-                    "prefix_hit_tokens": inst.cache.hit_tokens if inst.cache is not None else 0,
+                    "prefix_hit_tokens": inst.hit_tokens,
+                    "kv_load_s": inst.kv_load_s,
                     "kv_transfers_sent": inst.link.transfers,
                 }
             )
