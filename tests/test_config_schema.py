@@ -7,10 +7,11 @@ import pytest
 import yaml
 from wfhelpers import REPO
 
+from diffusion.experiments import EXPERIMENTS as DIFFUSION
 from optim_theory.experiments import EXPERIMENTS as OPTIM_THEORY
 from serving.experiments import EXPERIMENTS as SERVING
 
-SINGLE_JOB_EXPERIMENTS = (*OPTIM_THEORY, *SERVING)
+SINGLE_JOB_EXPERIMENTS = (*OPTIM_THEORY, *SERVING, *DIFFUSION)
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import pytest
 from wfhelpers import planned_jobs, snakemake
@@ -155,4 +156,22 @@ def test_serving_figures_conserve_requests_and_price_gpus(workdir):
         summary = json.loads((base / f"{exp}/summary.json").read_text())
         for rec in summary["claims"]:
             assert rec["verdict"] == rejudge(rec)
+        assert (base / f"{exp}/figure.png").stat().st_size > 20_000
+
+
+def test_diffusion_figures_check_the_exact_denoiser_and_the_sigma_split(workdir):
+    base = workdir / "results/diffusion"
+    samplers = json.loads((base / "collapse_samplers/summary.json").read_text())
+    assert samplers["checks"]["cells"] == 48 and samplers["checks"]["nonfinite_samples"] == 0
+    # with the exact mixture denoiser, Heun reproduces the within-mode spread: the pooled ratio over
+    # 3 seeds × 600 points has SE 1/√1800 ≈ 0.024; 3 SE plus Heun's own ≈ 1% bias
+    assert samplers["numbers"]["exact_heun"]["estimate"] == pytest.approx(1.0, abs=0.08)
+    noise = json.loads((base / "seesaw_noise/summary.json").read_text())
+    # the log-normal training mass above σ_split = 0.5: 1 − Φ((ln 0.5 + 1.2) / 1.2)
+    p_high = 0.5 * math.erfc((math.log(0.5) + 1.2) / 1.2 / math.sqrt(2))
+    assert noise["numbers"]["high_mass"] == pytest.approx(p_high, rel=1e-9)
+    assert noise["checks"]["finite_errors"] is True
+    for summary in (samplers, noise):
+        assert summary["claims"] and all(rec["verdict"] == rejudge(rec) for rec in summary["claims"])
+    for exp in ("collapse_samplers", "seesaw_noise"):
         assert (base / f"{exp}/figure.png").stat().st_size > 20_000

@@ -67,7 +67,7 @@ def experiment_rule_spec(
     threads=(1, 1, 1),
     gpu=False,
     transform=None,
-    **extra,
+    extra=None,
 ):
     """Settings of one experiment's run_/fig_ pair — the data files it writes, runtime minutes and
     mem_mb at ci/local/paper, threads at ci/local/paper, whether it can use a GPU (asked for at
@@ -81,7 +81,7 @@ def experiment_rule_spec(
         "threads": by_scale(*threads),
         "gpu": gpu,
         "config": json.dumps(
-            {**(transform or (lambda p: p))(experiment_params(exp)), **extra},
+            {**(transform or (lambda p: p))(experiment_params(exp)), **(extra or {})},
             sort_keys=True,
         ),
     }

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from fulcrum_core.cli import main
 
-EXPERIMENTS = ()  # filled as the package's experiments land
+from .experiments import EXPERIMENTS
 
 
 def cli() -> int:
