@@ -1,5 +1,6 @@
 """Figure experiments of the serving package (simulated): each writes data, a summary with claims, a figure."""
 
+from ..validation import sim_validation
 from . import serving_ablations, serving_autoscaling, serving_prefix_hotspots, serving_rate_sweep
 
 EXPERIMENTS = (
@@ -7,4 +8,5 @@ EXPERIMENTS = (
     serving_prefix_hotspots.EXPERIMENT,
     serving_autoscaling.EXPERIMENT,
     serving_ablations.EXPERIMENT,
+    sim_validation.EXPERIMENT,
 )
