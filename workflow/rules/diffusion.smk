@@ -16,6 +16,17 @@ DF_EXPERIMENTS = {
         (5, 15, 12 * 60),
         (2000, 4000, 32000),
     ),
+    "collapse_mitigation": (
+        [
+            "samples_metrics.csv",
+            "intervals.csv",
+            "effects.csv",
+            "sigma_error.csv",
+            "scatter.csv",
+        ],
+        (5, 15, 24 * 60),
+        (2000, 4000, 32000),
+    ),
     "seesaw_noise": (
         ["per_sigma.csv", "ratios.csv", "bands.csv", "history.csv", "trends.csv"],
         (5, 15, 24 * 60),
