@@ -59,3 +59,28 @@ def finals(runs: dict[str, dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# the two loss-curve panels every seesaw figure starts with: (axis index, curves column, x label)
+CURVE_PANELS = ((0, "tokens", "tokens"), (1, "serial_steps", "serial optimizer steps"))
+
+
+def figure(ncols: int, figsize: tuple[float, float], width_ratios: list[float] | None = None):
+    """A seaborn-themed row of panels (Agg backend); the first two hold loss curves (CURVE_PANELS)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    gridspec = {"width_ratios": width_ratios} if width_ratios else None
+    return plt.subplots(1, ncols, figsize=figsize, gridspec_kw=gridspec)
+
+
+def style_curve_axis(ax, xlabel: str) -> None:
+    """Log x axis without minor tick labels, validation loss on y."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set(xscale="log", xlabel=xlabel, ylabel="validation loss (nats/token)")
+    ax.xaxis.set_minor_formatter(NullFormatter())

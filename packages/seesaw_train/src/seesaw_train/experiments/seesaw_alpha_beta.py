@@ -26,7 +26,7 @@ import pandas as pd
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
-from .runs import finals, load_run, val_curves
+from .runs import CURVE_PANELS, figure, finals, load_run, style_curve_axis, val_curves
 
 PAPER = "2510.14717"
 OUTPUTS = ("curves.csv", "finals.csv")
@@ -136,25 +136,20 @@ def run(cfg: Config, out: Path) -> RunResult:
 
 
 def plot(data: Path, out_prefix: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     curves = pd.read_csv(data / "curves.csv")
     table = pd.read_csv(data / "finals.csv")
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.9]})
+    fig, axes = figure(3, (16, 4.4), [1, 1, 0.9])
     members = table[table.schedule == "seesaw"].sort_values("alpha", ascending=False)
     palette = dict(zip(members.label, sns.color_palette("viridis", len(members)), strict=True))
     palette["cosine"] = (0.2, 0.2, 0.2)
-    for ax, x, label in ((axes[0], "tokens", "tokens"), (axes[1], "serial_steps", "serial optimizer steps")):
+    for i, x, label in CURVE_PANELS:
+        ax = axes[i]
         for name in [*members.label, "cosine"]:
             g = curves[curves.label == name]
             ax.plot(g[x], g.val_loss, color=palette[name], lw=1.4, ls=":" if name == "cosine" else "-", label=name)
-        ax.set(xscale="log", xlabel=label, ylabel="validation loss (nats/token)")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        style_curve_axis(ax, label)
         ax.legend(fontsize=7)
     axes[0].set_title("validation loss at equal tokens")
     axes[1].set_title("the same runs against serial steps")

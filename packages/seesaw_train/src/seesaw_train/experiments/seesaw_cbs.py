@@ -24,7 +24,7 @@ import pandas as pd
 from fulcrum_core import ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
-from .runs import finals, load_run, val_curves
+from .runs import CURVE_PANELS, figure, finals, load_run, style_curve_axis, val_curves
 
 OUTPUTS = ("curves.csv", "finals.csv")
 
@@ -73,23 +73,20 @@ def run(cfg: Config, out: Path) -> RunResult:
 
 def plot(data: Path, out_prefix: Path) -> None:
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     curves = pd.read_csv(data / "curves.csv")
     table = pd.read_csv(data / "finals.csv")
     numbers = json.loads((data / "summary.json").read_text())["numbers"]
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = figure(3, (15, 4.2))
     palette = dict(
         zip(sorted(curves.batch_size.unique()), sns.color_palette("viridis", curves.batch_size.nunique()), strict=True)
     )
-    for ax, x, label in ((axes[0], "tokens", "tokens"), (axes[1], "serial_steps", "serial optimizer steps")):
+    for i, x, label in CURVE_PANELS:
+        ax = axes[i]
         for (b, seed), g in curves.groupby(["batch_size", "seed"]):
             ax.plot(g[x], g.val_loss, color=palette[b], lw=1.3, label=f"B = {b}" if seed == curves.seed.min() else None)
-        ax.set(xscale="log", xlabel=label, ylabel="validation loss (nats/token)")
+        style_curve_axis(ax, label)
         ax.legend(fontsize=7, title="cosine, batch (sequences)")
     axes[0].set_title("validation loss vs tokens")
     axes[1].set_title("validation loss vs serial steps")

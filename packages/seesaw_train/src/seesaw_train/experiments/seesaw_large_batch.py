@@ -29,7 +29,7 @@ import pandas as pd
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
-from .runs import finals, load_run, val_curves
+from .runs import CURVE_PANELS, figure, finals, load_run, style_curve_axis, val_curves
 
 PAPER = "2510.14717"
 OUTPUTS = ("curves.csv", "finals.csv")
@@ -111,24 +111,19 @@ def run(cfg: Config, out: Path) -> RunResult:
 
 
 def plot(data: Path, out_prefix: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     curves = pd.read_csv(data / "curves.csv")
     numbers = json.loads((data / "summary.json").read_text())["numbers"]
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    fig, axes = figure(3, (16, 4.4), [1, 1, 0.8])
     colors = dict(zip(SCHEDULES, sns.color_palette("deep", 3), strict=True))
     names = {"cosine": "cosine", "constant_ramp": "constant-LR ramp", "seesaw": "Seesaw"}
-    for ax, x, label in ((axes[0], "tokens", "tokens"), (axes[1], "serial_steps", "serial optimizer steps")):
+    for i, x, label in CURVE_PANELS:
+        ax = axes[i]
         for schedule in SCHEDULES:
             for _, g in curves[curves.schedule == schedule].groupby("seed"):
                 ax.plot(g[x], g.val_loss, color=colors[schedule], lw=1.4, label=names[schedule])
-        ax.set(xscale="log", xlabel=label, ylabel="validation loss (nats/token)")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        style_curve_axis(ax, label)
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), fontsize=8)

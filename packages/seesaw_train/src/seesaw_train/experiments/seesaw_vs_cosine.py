@@ -25,7 +25,7 @@ import pandas as pd
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
-from .runs import finals, load_run, val_curves
+from .runs import CURVE_PANELS, figure, finals, load_run, style_curve_axis, val_curves
 
 PAPER = "2510.14717"
 OUTPUTS = ("curves.csv", "finals.csv", "lr_grid.csv")
@@ -105,21 +105,17 @@ def run(cfg: Config, out: Path) -> RunResult:
 
 
 def plot(data: Path, out_prefix: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     curves = pd.read_csv(data / "curves.csv")
     table = pd.read_csv(data / "finals.csv")
     grid = pd.read_csv(data / "lr_grid.csv")
     numbers = json.loads((data / "summary.json").read_text())["numbers"]
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3), gridspec_kw={"width_ratios": [1, 1, 0.7, 1.1]})
+    fig, axes = figure(4, (19, 4.3), [1, 1, 0.7, 1.1])
     batches = sorted(curves.batch_size.unique())
     colors = dict(zip(batches, sns.color_palette("deep", len(batches)), strict=True))
-    for ax, x, label in ((axes[0], "tokens", "tokens"), (axes[1], "serial_steps", "serial optimizer steps")):
+    for i, x, label in CURVE_PANELS:
+        ax = axes[i]
         for (b, schedule, seed), g in curves.groupby(["batch_size", "schedule", "seed"]):
             first = seed == curves.seed.min()
             ax.plot(
@@ -130,8 +126,7 @@ def plot(data: Path, out_prefix: Path) -> None:
                 lw=1.3,
                 label=f"B₀ = {b}, {schedule}" if first else None,
             )
-        ax.set(xscale="log", xlabel=label, ylabel="validation loss (nats/token)")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        style_curve_axis(ax, label)
         ax.legend(fontsize=7)
     axes[0].set_title("cosine (solid) vs Seesaw (dashed) at equal tokens")
     axes[1].set_title("the same runs against serial steps")
