@@ -30,15 +30,20 @@ def test_rule_files_are_snakefmt_clean_and_python_is_ruff_clean():
     assert ruff.returncode == 0, ruff.stdout
 
 
+# figures `all` leaves out unless the config opts in: vLLM on a GPU cluster (serving_vllm.enabled)
+OPT_IN_FIGURES = {"fig_sim_validation_vllm"}
+
+
 @pytest.mark.parametrize("scale", ["ci", "local", "paper"])
 def test_dry_run_plans_every_figure_at_every_scale(scale):
     proc = snakemake("-n", "all", "--config", f"scale={scale}")
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    figures = fig_rules()
+    figures = set(fig_rules()) - OPT_IN_FIGURES
     assert figures, "no fig_* rules found"
     for fig in figures:
         assert jobs.get(fig) == 1, (fig, jobs)
         assert jobs.get(fig.replace("fig_", "run_", 1)) == 1, (fig, jobs)
+    assert not OPT_IN_FIGURES & set(jobs), jobs
     assert jobs.get("claims") == 1 and jobs.get("all") == 1
 
 
@@ -123,3 +128,17 @@ def test_scale_file_errors_name_the_file_and_key(tmp_path):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "ci.yaml" in out and "'n_maks' was unexpected" in out
+
+
+def test_vllm_cluster_rules_plan_gpu_jobs_under_the_slurm_profile():
+    """vLLM never runs here; its rules must still plan at paper scale with one GPU per tp (two for P/D)."""
+    proc = snakemake(
+        "-n", "-p", "--profile", "slurm", "--config", "scale=paper", "--", "fig_sim_validation_vllm", "vllm_bench_pd"
+    )
+    out = proc.stdout + proc.stderr
+    jobs = planned_jobs(out)
+    assert {"vllm_profile", "vllm_bench", "vllm_bench_pd", "run_sim_validation_vllm"} <= set(jobs)
+    blocks = {b.split(":", 1)[0]: b for b in out.split("\nrule ")[1:]}
+    assert "gpu=1" in blocks["vllm_bench"] and "gpu=2" in blocks["vllm_bench_pd"]
+    assert "vllm serve meta-llama/" in blocks["vllm_bench"] and "--kv-transfer-config" not in blocks["vllm_bench"]
+    assert "vllm_pd_launch.sh" in blocks["vllm_bench_pd"] and "NixlConnector" in blocks["vllm_bench_pd"]

@@ -244,3 +244,46 @@ def seesaw_alpha_beta_runs(wildcards=None):
         for x in e["log2_alpha"]
     ]
     return family + [seesaw_run_name("cosine", e["batch_size"], best, e["seed"])]
+
+
+# --- serving_vllm.smk: the `vllm serve` command line and workload of the cluster rules
+def vllm_serve_command(port="{port}", extra=""):
+    """`vllm serve ...` with the configured engine settings; '{port}' is filled in by the driver."""
+    v = config["serving_vllm"]
+    return (
+        f"vllm serve {v['model']} --host 127.0.0.1 --port {port}"
+        f" --tensor-parallel-size {v['tp']} --max-num-seqs {v['max_num_seqs']}"
+        f" --max-num-batched-tokens {v['max_num_batched_tokens']} --max-model-len {v['max_model_len']}"
+        f" --gpu-memory-utilization {v['gpu_memory_utilization']} {v['extra_args']} {extra}"
+    ).strip()
+
+
+def vllm_trace_args():
+    """The driver's workload arguments (file trace from shared_data, or the generated Poisson trace)."""
+    v = config["serving_vllm"]
+    args = [
+        f"--requests {v['requests']}",
+        f"--saturation-requests {v['saturation_requests']}",
+        f"--rate-fraction {v['rate_fraction']}",
+        f"--prompt-min {v['prompt']['min']} --prompt-max {v['prompt']['max']}",
+        f"--output-min {v['output']['min']} --output-max {v['output']['max']}",
+    ]
+    if v["trace"] == "poisson":
+        args.append(
+            f"--prompt-median {v['prompt']['median']} --prompt-sigma {v['prompt']['sigma']}"
+        )
+        args.append(
+            f"--output-median {v['output']['median']} --output-sigma {v['output']['sigma']}"
+        )
+    else:
+        path = os.path.join(config["shared_data"], v["trace"])
+        args.append(f"--trace {path} --trace-format {v['trace_format']}")
+    return " ".join(args)
+
+
+def vllm_gpu_resources(gpus):
+    """Slurm settings of a GPU job with `gpus` GPUs (cluster_resources asks for one; vLLM may need more)."""
+    res = cluster_resources(gpu=True)
+    if "gpu" in res:
+        res["gpu"] = gpus
+    return res
