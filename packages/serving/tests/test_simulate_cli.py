@@ -126,7 +126,7 @@ def test_bad_trace_line_is_named(tmp_path, capsys):
 
 def test_other_commands_still_dispatch(capsys):
     assert cli(["list"]) == 0
-    assert "no experiments yet" in capsys.readouterr().out
+    assert "serving_rate_sweep" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli(["--help"])
     assert "simulate" in capsys.readouterr().out
