@@ -3,8 +3,8 @@
 #
 # Included by the Snakefile; never part of `all` unless `serving_vllm: enabled: true` at paper
 # scale. Settings: the `serving_vllm:` block of config/config.yaml (schema in workflow/schemas). Run
-#   on a GPU partition, e.g. at paper scale on a GPU partition, e.g.
-#        snakemake --profile slurm fig_sim_validation_vllm vllm_bench_pd --config scale=paper
+# at paper scale on a GPU partition, e.g.
+#     snakemake --profile slurm --sdm conda --config scale=paper -- fig_sim_validation_vllm vllm_bench_pd
 #
 # Rules:
 #   vllm_profile            the simulator's Splitwise table + DistServe polynomial for (model, GPU, tp),
