@@ -26,6 +26,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/optim_theory.smk"
 include: "workflow/rules/seesaw_train.smk"
 include: "workflow/rules/serving.smk"
+include: "workflow/rules/serving_vllm.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/experiments.smk"
 
