@@ -105,11 +105,11 @@ def by_scale(ci, local, paper):
     return {"ci": ci, "local": local, "paper": paper}[SCALE]
 
 
-def cluster_resources(gpu=False):
+def cluster_resources(gpu=False, gpus=1):
     """Slurm partition/account from config `cluster:` (only the keys that are set).
 
-    gpu=True: the rule can use a GPU; it asks Slurm for one (gpu=1, the gpu_partition) at the
-    scales listed in `cluster: gpu_scales` (default: paper only)."""
+    gpu=True: the rule can use GPUs; it asks Slurm for `gpus` of them (and the gpu_partition) at
+    the scales listed in `cluster: gpu_scales` (default: paper only)."""
     cl = config["cluster"]
     gpu = gpu and SCALE in cl["gpu_scales"]
     res = {}
@@ -119,7 +119,7 @@ def cluster_resources(gpu=False):
     if cl["account"]:
         res["slurm_account"] = cl["account"]
     if gpu:
-        res["gpu"] = 1
+        res["gpu"] = gpus
     return res
 
 
@@ -279,11 +279,3 @@ def vllm_trace_args():
         path = os.path.join(config["shared_data"], v["trace"])
         args.append(f"--trace {path} --trace-format {v['trace_format']}")
     return " ".join(args)
-
-
-def vllm_gpu_resources(gpus):
-    """Slurm settings of a GPU job with `gpus` GPUs (cluster_resources asks for one; vLLM may need more)."""
-    res = cluster_resources(gpu=True)
-    if "gpu" in res:
-        res["gpu"] = gpus
-    return res

@@ -55,7 +55,7 @@ rule vllm_profile:
         "../../envs/serving.yaml"
     threads: 8
     resources:
-        **vllm_gpu_resources(config["serving_vllm"]["tp"]),
+        **cluster_resources(gpu=True, gpus=config["serving_vllm"]["tp"]),
         runtime=by_scale(10, 30, 120),
         mem_mb=by_scale(16000, 32000, 64000),
     params:
@@ -87,7 +87,7 @@ rule vllm_bench:
         "../../envs/serving.yaml"
     threads: 8
     resources:
-        **vllm_gpu_resources(config["serving_vllm"]["tp"]),
+        **cluster_resources(gpu=True, gpus=config["serving_vllm"]["tp"]),
         runtime=by_scale(10, 30, 180),
         mem_mb=by_scale(16000, 32000, 64000),
     params:
@@ -115,7 +115,7 @@ rule vllm_bench_pd:
         "../../envs/serving.yaml"
     threads: 8
     resources:
-        **vllm_gpu_resources(2 * config["serving_vllm"]["tp"]),
+        **cluster_resources(gpu=True, gpus=2 * config["serving_vllm"]["tp"]),
         runtime=by_scale(10, 30, 180),
         mem_mb=by_scale(32000, 64000, 128000),
     params:
