@@ -54,11 +54,19 @@ def finals(runs: dict[str, dict]) -> pd.DataFrame:
                 "seed": cfg["seed"],
                 "final_val_loss": float(last.val_loss),
                 "tokens": int(last.tokens),
+                "total_tokens": int(cfg["total_tokens"]),
                 "serial_steps": int(run["run"]["serial_steps"]),
                 "wall_clock_s": float(last.wall_clock_s),
             }
         )
     return pd.DataFrame(rows)
+
+
+def require_shared(table: pd.DataFrame, keys: tuple[str, ...]) -> None:
+    """Every run of a comparison must share these finals columns (e.g. batch, peak LR, token budget)."""
+    for key in keys:
+        if table[key].nunique() != 1:
+            raise ConfigError(f"runs: every run needs the same {key}, got {sorted(set(table[key]))}")
 
 
 # the two loss-curve panels every seesaw figure starts with: (axis index, curves column, x label)

@@ -26,7 +26,7 @@ import pandas as pd
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
-from .runs import CURVE_PANELS, figure, finals, load_run, style_curve_axis, val_curves
+from .runs import CURVE_PANELS, figure, finals, load_run, require_shared, style_curve_axis, val_curves
 
 PAPER = "2510.14717"
 OUTPUTS = ("curves.csv", "finals.csv")
@@ -73,10 +73,7 @@ def run(cfg: Config, out: Path) -> RunResult:
         raise ConfigError(f"runs: {list(off.run)} are not in the α√β = {cfg.alpha_sqrt_beta:g} family")
     if set(family.f) != {0.5}:
         raise ConfigError(f"runs: the family uses the halving points f = 1/2, got f = {sorted(set(family.f))}")
-    table["total_tokens"] = [runs[name]["config"]["total_tokens"] for name in table.run]
-    for key in ("batch_size", "peak_lr", "total_tokens"):  # final tokens differ by < one last batch
-        if table[key].nunique() != 1:
-            raise ConfigError(f"runs: every run needs the same {key}, got {sorted(set(table[key]))}")
+    require_shared(table, ("batch_size", "peak_lr", "total_tokens"))  # final tokens differ by < one batch
     base = family[(family.alpha - cfg.alpha_sqrt_beta).abs() <= AB_RTOL * cfg.alpha_sqrt_beta]
     if base.empty:
         raise ConfigError(f"runs: the LR-halving member (α, β) = ({cfg.alpha_sqrt_beta:g}, 1) is missing")

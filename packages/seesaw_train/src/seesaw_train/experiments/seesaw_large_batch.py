@@ -29,7 +29,7 @@ import pandas as pd
 from fulcrum_core import Claim, ConfigError, Experiment, RunResult
 from fulcrum_core.cli import save_figure
 
-from .runs import CURVE_PANELS, figure, finals, load_run, style_curve_axis, val_curves
+from .runs import CURVE_PANELS, figure, finals, load_run, require_shared, style_curve_axis, val_curves
 
 PAPER = "2510.14717"
 OUTPUTS = ("curves.csv", "finals.csv")
@@ -55,10 +55,7 @@ def run(cfg: Config, out: Path) -> RunResult:
     table = finals(runs)
     if sorted(set(table.schedule)) != sorted(SCHEDULES):
         raise ConfigError(f"runs: need one run per schedule {SCHEDULES}, got {sorted(set(table.schedule))}")
-    table["total_tokens"] = [runs[name]["config"]["total_tokens"] for name in table.run]
-    for key in ("batch_size", "peak_lr", "total_tokens"):  # final tokens differ by < one last batch
-        if table[key].nunique() != 1:
-            raise ConfigError(f"runs: every run needs the same {key}, got {sorted(set(table[key]))}")
+    require_shared(table, ("batch_size", "peak_lr", "total_tokens"))  # final tokens differ by < one batch
     cbs_path = Path(cfg.cbs_summary)
     if not cbs_path.is_file():
         raise ConfigError(f"cbs_summary: {cbs_path} not found (run fig_seesaw_cbs first)")
